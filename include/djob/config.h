@@ -1,0 +1,83 @@
+/*
+ * djob: configuration.
+ *
+ * A configuration is a set of string keys and values, like librdkafka's.
+ * Known keys (environment variable in brackets, prototype name after it):
+ *   kafka.brokers       [DJOB_KAFKA_BROKERS, KAFKA_BROKER]  127.0.0.1:9092
+ *   mongo.uri           [DJOB_MONGO_URI, MONGO_URI]  mongodb://127.0.0.1:27017/jobsdb
+ *   mongo.database      database when the URI names none            jobsdb
+ *   mongo.collection                                               jobs
+ *   api.port            [DJOB_API_PORT, PORT]                      3000
+ *   api.listen          [DJOB_API_LISTEN]  address; default loopback unless tokens are set
+ *   api.url             [DJOB_API_URL]                             http://127.0.0.1:3000
+ *   api.tokens          [DJOB_API_TOKENS]  "token:role,token:role" (roles: submit, worker, admin)
+ *   api.body.max.bytes  [DJOB_BODY_MAX_BYTES]                      1048576
+ *   token               [DJOB_TOKEN]  bearer token a worker's api sink sends
+ *   worker.port         [DJOB_WORKER_PORT]                         4000
+ *   worker.id           [DJOB_WORKER_ID]  default host-pid-random
+ *   worker.sink         [DJOB_SINK]  "store" or "api"               store
+ *   worker.plugins      [DJOB_PLUGINS]  comma-separated handler shared objects
+ *   group.id            [DJOB_GROUP_ID]                            job-workers
+ *   concurrency         [DJOB_CONCURRENCY]                         4
+ *   lease.ms            [DJOB_LEASE_MS]                            30000
+ *   max.attempts        [DJOB_MAX_ATTEMPTS]                        3
+ *   topic.prefix        [DJOB_TOPIC_PREFIX]                        jobs.
+ *   log.level           [DJOB_LOG_LEVEL]  error|warning|info|debug  warning
+ *   kafka.<property>    [DJOB_KAFKA_<PROPERTY>, '_' read as '.']  passed to librdkafka
+ *                       as <property> (SASL, TLS, ...)
+ *
+ * Thread safety: a configuration has one owner and is not locked. Clients
+ * and workers copy it when they are created, so it may be changed or freed
+ * afterwards.
+ */
+#ifndef DJOB_CONFIG_H
+#define DJOB_CONFIG_H
+
+#include "common.h"
+#include "error.h"
+#include "log.h"
+
+DJOB_BEGIN_DECLS
+
+/* A configuration holding every default.
+ * Ownership: the caller frees *out with djob_config_free. */
+DJOB_EXTERN int djob_config_new(djob_config_t **out, djob_error_t *err);
+
+/* Deep copy. Ownership: the caller frees *out with djob_config_free. */
+DJOB_EXTERN int djob_config_dup(djob_config_t **out, const djob_config_t *conf,
+                                djob_error_t *err);
+
+/* NULL is a no-op. */
+DJOB_EXTERN void djob_config_free(djob_config_t *conf);
+
+/* Set one key. Unknown keys (other than kafka.*) and values of the wrong
+ * form (a port that is not a number) are refused with DJOB_EINVAL.
+ * Ownership: name and value are copied. */
+DJOB_EXTERN int djob_config_set(djob_config_t *conf, const char *name, const char *value,
+                                djob_error_t *err);
+
+/* The value of a key, or NULL when unset and without default.
+ * Ownership: lent, valid until the key is set again or conf is freed. */
+DJOB_EXTERN const char *djob_config_get(const djob_config_t *conf, const char *name);
+
+/* Integer value of a key (0 when unset). */
+DJOB_EXTERN long djob_config_get_int(const djob_config_t *conf, const char *name);
+
+/* Read the variables listed above from the process environment. The djob
+ * names win over the prototype's names. */
+DJOB_EXTERN int djob_config_load_env(djob_config_t *conf, djob_error_t *err);
+
+/* Visit every kafka.* key with the prefix removed, in the order set. */
+DJOB_EXTERN void djob_config_foreach_kafka(const djob_config_t *conf,
+                                           void (*fn)(const char *name, const char *value,
+                                                      void *opaque),
+                                           void *opaque);
+
+/* Route every log event at or below `level` to `fn` (default: JSON lines on
+ * stderr at warning level). fn may be NULL to silence logging. */
+DJOB_EXTERN void djob_config_set_log(djob_config_t *conf, djob_log_fn fn,
+                                     djob_log_level_t level, void *opaque);
+
+DJOB_END_DECLS
+
+#endif

@@ -1,0 +1,1 @@
+/* placeholder */ typedef int djob_placeholder_t;

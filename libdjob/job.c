@@ -1,1 +1,355 @@
-/* placeholder */ typedef int djob_placeholder_t;
+/*
+ * Job states, ids, the job object handed to handlers, and payload checks.
+ */
+#include "djob_private.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DJOB_PAYLOAD_MAX_DEPTH 32
+#define DJOB_TYPE_MAX 64
+
+static const char *const state_names[] = {"queued",    "scheduled", "processing",
+                                          "completed", "failed",    "cancelled"};
+
+#define N_STATES ((int)(sizeof(state_names) / sizeof(state_names[0])))
+
+/* The state machine of DESIGN.md §3: transitions[from][to]. processing ->
+ * processing is a re-claim of an expired lease by another worker. */
+/* clang-format off */
+static const unsigned char transitions[6][6] = {
+	/* to:           queued sched proc compl failed cancel */
+	/* queued     */ {0,     0,    1,   0,    0,     1},
+	/* scheduled  */ {1,     0,    0,   0,    0,     1},
+	/* processing */ {0,     1,    1,   1,    1,     1},
+	/* completed  */ {0,     0,    0,   0,    0,     0},
+	/* failed     */ {1,     0,    0,   0,    0,     0},
+	/* cancelled  */ {1,     0,    0,   0,    0,     0},
+};
+/* clang-format on */
+
+const char *djob_state_name(djob_state_t state)
+{
+	if ((int)state < 0 || (int)state >= N_STATES)
+		return NULL;
+	return state_names[state];
+}
+
+djob_state_t djob_state_parse(const char *name)
+{
+	if (name == NULL)
+		return DJOB_STATE_INVALID;
+	for (int i = 0; i < N_STATES; i++)
+		if (strcmp(name, state_names[i]) == 0)
+			return (djob_state_t)i;
+	return DJOB_STATE_INVALID;
+}
+
+int djob_state_is_terminal(djob_state_t state)
+{
+	return state == DJOB_STATE_COMPLETED || state == DJOB_STATE_FAILED ||
+	       state == DJOB_STATE_CANCELLED;
+}
+
+int djob_state_can_transition(djob_state_t from, djob_state_t to)
+{
+	if ((int)from < 0 || (int)from >= N_STATES || (int)to < 0 || (int)to >= N_STATES)
+		return 0;
+	return transitions[from][to];
+}
+
+static int is_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+int djob_id_is_valid(const char *id)
+{
+	if (id == NULL)
+		return 0;
+	for (int i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (id[i] != '-')
+				return 0;
+		} else if (!is_hex(id[i])) {
+			return 0; /* also stops at a NUL before 36 characters */
+		}
+	}
+	return id[36] == '\0';
+}
+
+int djob_type_is_valid(const char *type)
+{
+	size_t n = 0;
+
+	if (type == NULL)
+		return 0;
+	for (; type[n] != '\0'; n++) {
+		char c = type[n];
+		if (n >= DJOB_TYPE_MAX)
+			return 0;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-'))
+			return 0;
+	}
+	return n > 0;
+}
+
+const char *djob_job_id(const djob_job_t *job)
+{
+	return job ? job->id : NULL;
+}
+
+const char *djob_job_type(const djob_job_t *job)
+{
+	return job ? job->type : NULL;
+}
+
+const char *djob_job_payload(const djob_job_t *job, size_t *len)
+{
+	if (job == NULL) {
+		if (len != NULL)
+			*len = 0;
+		return NULL;
+	}
+	if (len != NULL)
+		*len = job->payload_len;
+	return job->payload;
+}
+
+int djob_job_attempts(const djob_job_t *job)
+{
+	return job ? job->attempts : 0;
+}
+
+int djob_job_max_attempts(const djob_job_t *job)
+{
+	return job ? job->max_attempts : 0;
+}
+
+const char *djob_job_worker_id(const djob_job_t *job)
+{
+	return job ? job->worker_id : NULL;
+}
+
+const char *djob_job_result(const djob_job_t *job)
+{
+	return job ? job->result : NULL;
+}
+
+const char *djob_job_error(const djob_job_t *job)
+{
+	return job ? job->error : NULL;
+}
+
+int djob_job_set_result(djob_job_t *job, const char *json, size_t len, djob_error_t *err)
+{
+	cJSON *root;
+	char *text;
+
+	if (job == NULL || json == NULL)
+		return djob_set_error(err, DJOB_EINVAL, 0, "Job or result is NULL");
+	root = cJSON_ParseWithLength(json, len);
+	if (root == NULL || !cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return djob_set_error(err, DJOB_EINVAL, 0, "Result is not a JSON object");
+	}
+	text = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	if (text == NULL)
+		return djob_set_error(err, DJOB_ENOMEM, 1, "Out of memory");
+	free(job->result);
+	job->result = text;
+	return 0;
+}
+
+int djob_job_set_error(djob_job_t *job, const char *message)
+{
+	char *copy = NULL;
+
+	if (job == NULL)
+		return DJOB_EINVAL;
+	if (message != NULL) {
+		copy = strdup(message);
+		if (copy == NULL)
+			return DJOB_ENOMEM;
+	}
+	free(job->error);
+	job->error = copy;
+	return 0;
+}
+
+int djob_job_should_stop(const djob_job_t *job)
+{
+	if (job == NULL)
+		return 1;
+	if (atomic_load(&job->lease_lost))
+		return 1;
+	return job->stopping != NULL && atomic_load(job->stopping);
+}
+
+void djob_job_free(djob_job_t *job)
+{
+	if (job == NULL)
+		return;
+	free(job->id);
+	free(job->type);
+	free(job->payload);
+	free(job->result);
+	free(job->error);
+	/* worker_id is lent by the worker. */
+	free(job);
+}
+
+/* A number that fits an int, else fallback. */
+static int int_field(const cJSON *obj, const char *name, int fallback)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
+	double v;
+
+	if (!cJSON_IsNumber(item))
+		return fallback;
+	v = item->valuedouble;
+	if (v < INT_MIN || v > INT_MAX)
+		return fallback;
+	return (int)v;
+}
+
+/* The id from the message key, else "_id", "jobId" or "id" of the value.
+ * Returns an allocated copy or NULL with err set. */
+static char *message_id(const char *key, size_t key_len, const cJSON *root, djob_error_t *err)
+{
+	static const char *const fields[] = {"_id", "jobId", "id"};
+	char *id;
+
+	if (key != NULL && key_len > 0) {
+		id = malloc(key_len + 1);
+		if (id == NULL) {
+			djob_set_error(err, DJOB_ENOMEM, 1, "Out of memory");
+			return NULL;
+		}
+		memcpy(id, key, key_len);
+		id[key_len] = '\0';
+		if (strlen(id) != key_len || !djob_id_is_valid(id)) {
+			free(id);
+			djob_set_error(err, DJOB_EINVAL, 0, "Message key is not a job id");
+			return NULL;
+		}
+		return id;
+	}
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, fields[i]);
+		if (item == NULL)
+			continue;
+		if (!cJSON_IsString(item) || !djob_id_is_valid(item->valuestring)) {
+			djob_set_error(err, DJOB_EINVAL, 0, "Message field %s is not a job id",
+			               fields[i]);
+			return NULL;
+		}
+		id = strdup(item->valuestring);
+		if (id == NULL)
+			djob_set_error(err, DJOB_ENOMEM, 1, "Out of memory");
+		return id;
+	}
+	djob_set_error(err, DJOB_EINVAL, 0, "Message has no job id");
+	return NULL;
+}
+
+int djob_job_from_message(djob_job_t **out, const char *key, size_t key_len, const char *value,
+                          size_t value_len, djob_error_t *err)
+{
+	cJSON *root = NULL;
+	const cJSON *type;
+	const cJSON *payload;
+	djob_job_t *job = NULL;
+	int rc;
+
+	if (out == NULL)
+		return djob_set_error(err, DJOB_EINVAL, 0, "Output pointer is NULL");
+	*out = NULL;
+	if (value == NULL || value_len == 0)
+		return djob_set_error(err, DJOB_EINVAL, 0, "Message has no value");
+	root = cJSON_ParseWithLength(value, value_len);
+	if (root == NULL || !cJSON_IsObject(root)) {
+		rc = djob_set_error(err, DJOB_EINVAL, 0, "Message value is not a JSON object");
+		goto fail;
+	}
+	job = calloc(1, sizeof(*job));
+	if (job == NULL) {
+		rc = djob_set_error(err, DJOB_ENOMEM, 1, "Out of memory");
+		goto fail;
+	}
+	atomic_init(&job->lease_lost, 0);
+	job->id = message_id(key, key_len, root, err);
+	if (job->id == NULL) {
+		rc = err ? err->code : DJOB_EINVAL;
+		goto fail;
+	}
+	type = cJSON_GetObjectItemCaseSensitive(root, "type");
+	if (!cJSON_IsString(type) || !djob_type_is_valid(type->valuestring)) {
+		rc = djob_set_error(err, DJOB_EINVAL, 0, "Message has no valid type");
+		goto fail;
+	}
+	job->type = strdup(type->valuestring);
+	payload = cJSON_GetObjectItemCaseSensitive(root, "payload");
+	if (payload != NULL && !cJSON_IsObject(payload)) {
+		rc = djob_set_error(err, DJOB_EINVAL, 0, "Message payload is not a JSON object");
+		goto fail;
+	}
+	job->payload = payload ? cJSON_PrintUnformatted(payload) : strdup("{}");
+	if (job->type == NULL || job->payload == NULL) {
+		rc = djob_set_error(err, DJOB_ENOMEM, 1, "Out of memory");
+		goto fail;
+	}
+	job->payload_len = strlen(job->payload);
+	job->attempts = int_field(root, "attempts", 0);
+	job->max_attempts = int_field(root, "maxAttempts", 0);
+	cJSON_Delete(root);
+	*out = job;
+	return 0;
+
+fail:
+	cJSON_Delete(root);
+	djob_job_free(job);
+	return rc;
+}
+
+static int validate_value(const cJSON *item, int depth, djob_error_t *err);
+
+static int validate_children(const cJSON *node, int depth, djob_error_t *err)
+{
+	for (const cJSON *child = node->child; child != NULL; child = child->next) {
+		if (cJSON_IsObject(node)) {
+			const char *k = child->string ? child->string : "";
+			if (k[0] == '$')
+				return djob_set_error(err, DJOB_EINVAL, 0,
+				                      "Payload key %s starts with '$'", k);
+			if (strchr(k, '.') != NULL)
+				return djob_set_error(err, DJOB_EINVAL, 0,
+				                      "Payload key %s contains '.'", k);
+		}
+		int rc = validate_value(child, depth, err);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* depth: the nesting level of item's container. */
+static int validate_value(const cJSON *item, int depth, djob_error_t *err)
+{
+	if (!cJSON_IsObject(item) && !cJSON_IsArray(item))
+		return 0;
+	if (depth + 1 > DJOB_PAYLOAD_MAX_DEPTH)
+		return djob_set_error(err, DJOB_EINVAL, 0, "Payload nests deeper than %d levels",
+		                      DJOB_PAYLOAD_MAX_DEPTH);
+	return validate_children(item, depth + 1, err);
+}
+
+int djob_payload_validate(const cJSON *payload, djob_error_t *err)
+{
+	if (!cJSON_IsObject(payload))
+		return djob_set_error(err, DJOB_EINVAL, 0, "Payload is not a JSON object");
+	return validate_value(payload, 0, err);
+}

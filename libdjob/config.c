@@ -18,7 +18,8 @@ typedef enum {
 	CHECK_RANGE,
 	CHECK_SINK,
 	CHECK_LOG_LEVEL,
-	CHECK_MONGO_URI
+	CHECK_MONGO_URI,
+	CHECK_TYPES
 } check_t;
 
 typedef struct {
@@ -29,7 +30,10 @@ typedef struct {
 	long min, max; /* for CHECK_RANGE */
 } known_key_t;
 
-/* In the order of config.h; defaults are set in this order. */
+/* In the order of config.h; defaults are set in this order. The last two are
+ * not yet in config.h's list: the job types a deployment accepts (unset:
+ * compute,file,blockchain,data) and the partitions of the topics djob creates
+ * (unset: the Kafka module's default). */
 static const known_key_t known_keys[] = {
 	{"kafka.brokers", "DJOB_KAFKA_BROKERS", "127.0.0.1:9092", CHECK_STRING, 0, 0},
 	{"mongo.uri", "DJOB_MONGO_URI", "mongodb://127.0.0.1:27017/jobsdb", CHECK_MONGO_URI, 0, 0},
@@ -51,6 +55,8 @@ static const known_key_t known_keys[] = {
 	{"max.attempts", "DJOB_MAX_ATTEMPTS", "3", CHECK_RANGE, 1, 1000},
 	{"topic.prefix", "DJOB_TOPIC_PREFIX", "jobs.", CHECK_STRING, 0, 0},
 	{"log.level", "DJOB_LOG_LEVEL", "warning", CHECK_LOG_LEVEL, 0, 0},
+	{"types", "DJOB_TYPES", NULL, CHECK_TYPES, 0, 0},
+	{"topic.partitions", "DJOB_TOPIC_PARTITIONS", NULL, CHECK_RANGE, 1, 10000},
 };
 
 #define N_KNOWN (sizeof(known_keys) / sizeof(known_keys[0]))
@@ -124,6 +130,26 @@ static int parse_long(const char *value, long *out)
 	return 0;
 }
 
+/* "compute,file": type names (see djob_type_is_valid) separated by commas. */
+static int types_are_valid(const char *value)
+{
+	char name[65];
+
+	for (const char *p = value;;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == 0 || len >= sizeof(name))
+			return 0;
+		memcpy(name, p, len);
+		name[len] = '\0';
+		if (!djob_type_is_valid(name))
+			return 0;
+		if (end == NULL)
+			return 1;
+		p = end + 1;
+	}
+}
+
 static int check_value(const known_key_t *key, const char *value, djob_error_t *err)
 {
 	long v;
@@ -161,6 +187,13 @@ static int check_value(const known_key_t *key, const char *value, djob_error_t *
 			return djob_set_error(
 				err, DJOB_EINVAL, 0,
 				"Configuration key %s must start with mongodb:// or mongodb+srv://",
+				key->name);
+		return 0;
+	case CHECK_TYPES:
+		if (!types_are_valid(value))
+			return djob_set_error(
+				err, DJOB_EINVAL, 0,
+				"Configuration key %s must be a comma-separated list of type names",
 				key->name);
 		return 0;
 	}

@@ -145,6 +145,28 @@ static void test_invalid_values_are_refused_and_change_nothing(void)
 	djob_config_free(conf);
 }
 
+static void test_types_and_topic_partitions_are_checked(void)
+{
+	djob_config_t *conf = NULL;
+	djob_error_t err;
+
+	CHECK_INT(djob_config_new(&conf, NULL), 0);
+	CHECK(djob_config_get(conf, "types") == NULL);
+	CHECK(djob_config_get(conf, "topic.partitions") == NULL);
+	CHECK_INT(djob_config_set(conf, "types", "compute,file,my-type_2", &err), 0);
+	CHECK_INT(djob_config_set(conf, "types", "compute", &err), 0);
+	CHECK_INT(djob_config_set(conf, "types", "compute,", &err), DJOB_EINVAL);
+	CHECK_INT(djob_config_set(conf, "types", "compute,,file", &err), DJOB_EINVAL);
+	CHECK_INT(djob_config_set(conf, "types", "compute, file", &err), DJOB_EINVAL);
+	CHECK_INT(djob_config_set(conf, "types", "a.b", &err), DJOB_EINVAL);
+	CHECK(strstr(err.message, "types") != NULL);
+	CHECK_STR(djob_config_get(conf, "types"), "compute");
+	CHECK_INT(djob_config_set(conf, "topic.partitions", "12", &err), 0);
+	CHECK_INT(djob_config_get_int(conf, "topic.partitions"), 12);
+	CHECK_INT(djob_config_set(conf, "topic.partitions", "0", &err), DJOB_EINVAL);
+	djob_config_free(conf);
+}
+
 static void test_unknown_keys_are_refused_naming_the_key(void)
 {
 	djob_config_t *conf = NULL;
@@ -279,6 +301,8 @@ static void test_load_env_djob_names_win_over_prototype_names(void)
 	setenv("DJOB_TOPIC_PREFIX", "t.", 1);
 	setenv("DJOB_API_LISTEN", "0.0.0.0", 1);
 	setenv("DJOB_PLUGINS", "/a.so,/b.so", 1);
+	setenv("DJOB_TYPES", "compute,video", 1);
+	setenv("DJOB_TOPIC_PARTITIONS", "6", 1);
 	CHECK_INT(djob_config_new(&conf, NULL), 0);
 	CHECK_INT(djob_config_load_env(conf, &err), 0);
 	CHECK_STR(djob_config_get(conf, "api.port"), "6000");
@@ -299,6 +323,8 @@ static void test_load_env_djob_names_win_over_prototype_names(void)
 	CHECK_STR(djob_config_get(conf, "topic.prefix"), "t.");
 	CHECK_STR(djob_config_get(conf, "api.listen"), "0.0.0.0");
 	CHECK_STR(djob_config_get(conf, "worker.plugins"), "/a.so,/b.so");
+	CHECK_STR(djob_config_get(conf, "types"), "compute,video");
+	CHECK_STR(djob_config_get(conf, "topic.partitions"), "6");
 	djob_config_free(conf);
 	clear_env();
 }
@@ -362,6 +388,7 @@ int main(void)
 	RUN(test_set_then_get_returns_the_value);
 	RUN(test_log_level_key_sets_the_log_filter);
 	RUN(test_invalid_values_are_refused_and_change_nothing);
+	RUN(test_types_and_topic_partitions_are_checked);
 	RUN(test_unknown_keys_are_refused_naming_the_key);
 	RUN(test_kafka_properties_pass_through_in_order);
 	RUN(test_load_env_reads_prototype_names);

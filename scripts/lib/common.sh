@@ -55,3 +55,30 @@ as_root() {
         die "need root (or sudo) to run: $*"
     fi
 }
+
+# Bring the dev stack up, remembering in STACK_STARTED which services this
+# call started, and export the variables of .devstack/env. Pair it with
+# stack_down_started (in an EXIT trap) so a stack that was already up stays up.
+STACK_STARTED=()
+stack_up_remember() {
+    local s
+    for s in kafka mongo; do
+        "$DJOB_ROOT/scripts/devstack" status "$s" >/dev/null 2>&1 || STACK_STARTED+=("$s")
+    done
+    [ ${#STACK_STARTED[@]} -gt 0 ] || echo "dev stack already up: it stays up afterwards"
+    "$DJOB_ROOT/scripts/devstack" up || return 1
+    set -a
+    # shellcheck source=/dev/null
+    source "$DJOB_DEVSTACK_DIR/env"
+    set +a
+}
+
+stack_down_started() {
+    [ ${#STACK_STARTED[@]} -gt 0 ] || return 0
+    say "devstack: stopping what this run started (${STACK_STARTED[*]})"
+    local s
+    for s in "${STACK_STARTED[@]}"; do
+        "$DJOB_ROOT/scripts/devstack" stop "$s" || true
+    done
+    STACK_STARTED=()
+}

@@ -22,7 +22,7 @@
 #define TIMEOUT_MS 30000
 /* How long a consumer keeps polling after it has all it expects, to catch
  * messages it should not get. */
-#define QUIET_MS 1500
+#define QUIET_MS 1000
 
 static char topic[128];
 static char group[128];

@@ -1,1 +1,472 @@
-/* placeholder */ typedef int djob_placeholder_t;
+/*
+ * The client: validation of submissions, insert then publish, queries and
+ * updates. Every HTTP route of djob-api is one call here.
+ */
+#include "kafka.h"
+#include "store.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_BATCH 1000
+#define MAX_IDEMPOTENCY_KEY 200
+
+struct djob_client_s {
+	djob_config_t *conf;
+	djob_store_t *store;
+	djob_producer_t *producer;
+	atomic_int topics_done;
+};
+
+int djob_client_new(djob_client_t **out, const djob_config_t *conf, djob_error_t *err)
+{
+	*out = NULL;
+	djob_client_t *c = calloc(1, sizeof *c);
+	if (!c)
+		return djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	int rc = djob_config_dup(&c->conf, conf, err);
+	if (rc == 0)
+		rc = djob_store_new(&c->store, conf, err);
+	if (rc == 0)
+		rc = djob_producer_new(&c->producer, conf, err);
+	if (rc != 0) {
+		djob_client_free(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+void djob_client_free(djob_client_t *c)
+{
+	if (!c)
+		return;
+	djob_producer_free(c->producer);
+	djob_store_free(c->store);
+	djob_config_free(c->conf);
+	free(c);
+}
+
+/* Is `type` one this deployment accepts (config key "types")? */
+static bool type_known(const djob_client_t *c, const char *type)
+{
+	const char *list = djob_config_get(c->conf, "types");
+	if (!list)
+		list = "compute,file,blockchain,data";
+	size_t n = strlen(type);
+	for (const char *p = list; *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == n && strncmp(p, type, n) == 0)
+			return true;
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	return false;
+}
+
+/* Create the topics of the known types once; failures are only logged
+ * because the broker may create topics on first produce. */
+static void ensure_topics(djob_client_t *c)
+{
+	if (atomic_exchange(&c->topics_done, 1))
+		return;
+	const char *list = djob_config_get(c->conf, "types");
+	char *copy = djob_strdup(list ? list : "compute,file,blockchain,data");
+	char *topics[64];
+	size_t n = 0;
+	char *save = NULL;
+	for (char *t = strtok_r(copy, ",", &save); t && n < 64; t = strtok_r(NULL, ",", &save)) {
+		char buf[160];
+		djob_topic_name(c->conf, t, buf, sizeof buf);
+		topics[n++] = djob_strdup(buf);
+	}
+	djob_error_t e;
+	if (djob_kafka_ensure_topics(djob_producer_handle(c->producer), c->conf, topics, n, &e) != 0)
+		djob_logf(c->conf, DJOB_LOG_WARNING, "client", "%s", e.message);
+	for (size_t i = 0; i < n; i++)
+		free(topics[i]);
+	free(copy);
+}
+
+/* Validate one job object of a submission into j. */
+static int parse_job(const djob_client_t *c, const cJSON *o, djob_new_job_t *j, int64_t now,
+                     djob_error_t *err)
+{
+	if (!cJSON_IsObject(o))
+		return djob_set_error(err, DJOB_EINVAL, 0, "Each job must be a JSON object");
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(o, "type");
+	const cJSON *payload = cJSON_GetObjectItemCaseSensitive(o, "payload");
+	const cJSON *run_at = cJSON_GetObjectItemCaseSensitive(o, "runAt");
+	const cJSON *max = cJSON_GetObjectItemCaseSensitive(o, "maxAttempts");
+	const cJSON *key = cJSON_GetObjectItemCaseSensitive(o, "idempotencyKey");
+	memset(j, 0, sizeof *j);
+	if (!cJSON_IsString(type) || !djob_type_is_valid(type->valuestring))
+		return djob_set_error(err, DJOB_EINVAL, 0, "type must be a job type name");
+	if (!type_known(c, type->valuestring))
+		return djob_set_error(err, DJOB_EINVAL, 0, "Unknown job type %s", type->valuestring);
+	if (!cJSON_IsObject(payload))
+		return djob_set_error(err, DJOB_EINVAL, 0, "payload must be a JSON object");
+	int rc = djob_payload_validate(payload, err);
+	if (rc != 0)
+		return rc;
+	j->type = type->valuestring;
+	j->payload = payload;
+	j->created_ms = now;
+	j->state = DJOB_STATE_QUEUED;
+	j->max_attempts = (int)djob_config_get_int(c->conf, "max.attempts");
+	if (max) {
+		if (!cJSON_IsNumber(max) || max->valuedouble < 1 || max->valuedouble > 1000 ||
+		    max->valuedouble != floor(max->valuedouble))
+			return djob_set_error(err, DJOB_EINVAL, 0,
+			                      "maxAttempts must be an integer from 1 to 1000");
+		j->max_attempts = (int)max->valuedouble;
+	}
+	if (run_at && !cJSON_IsNull(run_at)) {
+		if (!cJSON_IsString(run_at) || djob_parse_iso(run_at->valuestring, &j->run_at_ms) != 0)
+			return djob_set_error(err, DJOB_EINVAL, 0,
+			                      "runAt must be an ISO-8601 date and time");
+		if (j->run_at_ms > now)
+			j->state = DJOB_STATE_SCHEDULED;
+		else
+			j->run_at_ms = 0;
+	}
+	if (key && !cJSON_IsNull(key)) {
+		if (!cJSON_IsString(key) || !*key->valuestring ||
+		    strlen(key->valuestring) > MAX_IDEMPOTENCY_KEY)
+			return djob_set_error(err, DJOB_EINVAL, 0,
+			                      "idempotencyKey must be a string of 1 to 200 characters");
+		j->idempotency_key = key->valuestring;
+	}
+	djob_uuid_v4(j->id);
+	return 0;
+}
+
+/* Publish jobs (the queued ones) and mark them published. On a publish
+ * failure the jobs are deleted again, so a failed submission leaves
+ * nothing behind. */
+static int publish(djob_client_t *c, const djob_new_job_t *jobs, size_t n, djob_error_t *err)
+{
+	djob_kafka_msg_t *msgs = calloc(n, sizeof *msgs);
+	char (*topics)[160] = calloc(n, sizeof *topics);
+	const char **ids = calloc(n, sizeof *ids);
+	size_t m = 0;
+	int rc = 0;
+	if (!msgs || !topics || !ids)
+		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (jobs[i].state != DJOB_STATE_QUEUED)
+			continue; /* scheduled: the scheduler publishes it when due */
+		djob_topic_name(c->conf, jobs[i].type, topics[m], sizeof topics[m]);
+		msgs[m].topic = topics[m];
+		msgs[m].key = jobs[i].id;
+		msgs[m].value = djob_new_job_to_json(&jobs[i]);
+		if (!msgs[m].value) {
+			rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+			break;
+		}
+		msgs[m].value_len = strlen(msgs[m].value);
+		ids[m] = jobs[i].id;
+		m++;
+	}
+	if (rc == 0)
+		rc = djob_producer_send(c->producer, msgs, m, err);
+	if (rc == 0) {
+		djob_error_t e;
+		/* The job is in Kafka: a failure here only makes the scheduler
+		 * publish it once more, which workers tolerate. */
+		if (djob_store_mark_published(c->store, ids, m, &e) != 0)
+			djob_logf(c->conf, DJOB_LOG_WARNING, "client", "%s", e.message);
+	} else if (rc == DJOB_EKAFKA) {
+		djob_store_delete_unpublished(c->store, jobs, n, NULL);
+	}
+	for (size_t i = 0; msgs && i < m; i++)
+		free((char *)msgs[i].value);
+	free(msgs);
+	free(topics);
+	free(ids);
+	return rc;
+}
+
+/* Insert and publish validated jobs. *created is 0 when a single job with
+ * an idempotency key already existed (its id is then in jobs[0].id). */
+static int submit_jobs(djob_client_t *c, djob_new_job_t *jobs, size_t n, int *created,
+                       djob_error_t *err)
+{
+	*created = 1;
+	if (n == 1 && jobs[0].idempotency_key) {
+		char *id = NULL;
+		int rc = djob_store_find_idempotent(c->store, jobs[0].idempotency_key, &id, err);
+		if (rc == 0) {
+			snprintf(jobs[0].id, sizeof jobs[0].id, "%s", id);
+			free(id);
+			*created = 0;
+			return 0;
+		}
+		if (rc != DJOB_ENOTFOUND)
+			return rc;
+	}
+	ensure_topics(c);
+	int rc = djob_store_insert(c->store, jobs, n, err);
+	if (rc == DJOB_ECONFLICT && n == 1 && jobs[0].idempotency_key) {
+		/* A concurrent repeat won the race: answer with its job. */
+		char *id = NULL;
+		rc = djob_store_find_idempotent(c->store, jobs[0].idempotency_key, &id, err);
+		if (rc == 0) {
+			snprintf(jobs[0].id, sizeof jobs[0].id, "%s", id);
+			free(id);
+			*created = 0;
+		}
+		return rc;
+	}
+	if (rc == DJOB_ECONFLICT)
+		return djob_set_error(err, DJOB_ECONFLICT, 0, "An idempotencyKey is already used");
+	if (rc != 0)
+		return rc;
+	return publish(c, jobs, n, err);
+}
+
+int djob_client_submit(char **id_out, djob_client_t *c, const char *type,
+                       const char *payload_json, size_t payload_len,
+                       const djob_submit_opts_t *opts, djob_error_t *err)
+{
+	if (id_out)
+		*id_out = NULL;
+	if (!c || !type || !payload_json)
+		return djob_set_error(err, DJOB_EINVAL, 0, "client, type and payload are required");
+	cJSON *payload = cJSON_ParseWithLength(payload_json, payload_len);
+	if (!payload)
+		return djob_set_error(err, DJOB_EINVAL, 0, "payload is not valid JSON");
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", type);
+	cJSON_AddItemToObject(o, "payload", payload);
+	if (opts && opts->run_at)
+		cJSON_AddStringToObject(o, "runAt", opts->run_at);
+	if (opts && opts->max_attempts)
+		cJSON_AddNumberToObject(o, "maxAttempts", opts->max_attempts);
+	if (opts && opts->idempotency_key)
+		cJSON_AddStringToObject(o, "idempotencyKey", opts->idempotency_key);
+	djob_new_job_t j;
+	int created;
+	int rc = parse_job(c, o, &j, djob_now_ms(), err);
+	if (rc == 0)
+		rc = submit_jobs(c, &j, 1, &created, err);
+	if (rc == 0 && id_out && !(*id_out = djob_strdup(j.id)))
+		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	cJSON_Delete(o);
+	return rc;
+}
+
+int djob_client_submit_json(char **response_out, int *created, djob_client_t *c,
+                            const char *body, size_t body_len, const char *idempotency_key,
+                            djob_error_t *err)
+{
+	*response_out = NULL;
+	if (created)
+		*created = 0;
+	if (!body || body_len == 0)
+		return djob_set_error(err, DJOB_EINVAL, 0, "Request body is empty");
+	long max = djob_config_get_int(c->conf, "api.body.max.bytes");
+	if (max > 0 && body_len > (size_t)max)
+		return djob_set_error(err, DJOB_ETOOBIG, 0, "Request body is over %ld bytes", max);
+	cJSON *doc = cJSON_ParseWithLength(body, body_len);
+	if (!doc)
+		return djob_set_error(err, DJOB_EINVAL, 0, "Request body is not valid JSON");
+	bool array = cJSON_IsArray(doc);
+	int n = array ? cJSON_GetArraySize(doc) : 1;
+	int rc = 0;
+	if (array && n == 0)
+		rc = djob_set_error(err, DJOB_EINVAL, 0, "A batch needs at least one job");
+	else if (n > MAX_BATCH)
+		rc = djob_set_error(err, DJOB_ETOOBIG, 0, "A batch holds at most %d jobs", MAX_BATCH);
+	else if (!array && !cJSON_IsObject(doc))
+		rc = djob_set_error(err, DJOB_EINVAL, 0,
+		                    "Request body must be a job object or an array of them");
+	if (rc == 0 && idempotency_key && array)
+		rc = djob_set_error(err, DJOB_EINVAL, 0,
+		                    "The Idempotency-Key header applies to a single job");
+	djob_new_job_t *jobs = rc == 0 ? calloc((size_t)n, sizeof *jobs) : NULL;
+	if (rc == 0 && !jobs)
+		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	int64_t now = djob_now_ms();
+	int i = 0;
+	for (const cJSON *o = array ? doc->child : doc; rc == 0 && o; o = array ? o->next : NULL, i++)
+		rc = parse_job(c, o, &jobs[i], now, err);
+	if (rc == 0 && idempotency_key) {
+		if (!*idempotency_key || strlen(idempotency_key) > MAX_IDEMPOTENCY_KEY)
+			rc = djob_set_error(err, DJOB_EINVAL, 0,
+			                    "Idempotency-Key must hold 1 to 200 characters");
+		else
+			jobs[0].idempotency_key = idempotency_key;
+	}
+	int was_created = 0;
+	if (rc == 0)
+		rc = submit_jobs(c, jobs, (size_t)n, &was_created, err);
+	if (rc == 0) {
+		cJSON *r = cJSON_CreateObject();
+		if (array) {
+			cJSON *ids = cJSON_AddArrayToObject(r, "jobIds");
+			for (int k = 0; k < n; k++)
+				cJSON_AddItemToArray(ids, cJSON_CreateString(jobs[k].id));
+		} else {
+			cJSON_AddStringToObject(r, "jobId", jobs[0].id);
+		}
+		*response_out = cJSON_PrintUnformatted(r);
+		cJSON_Delete(r);
+		if (created)
+			*created = was_created;
+	}
+	free(jobs);
+	cJSON_Delete(doc);
+	return rc;
+}
+
+static int check_id(const char *id, djob_error_t *err)
+{
+	if (!id || !djob_id_is_valid(id))
+		return djob_set_error(err, DJOB_EINVAL, 0, "Malformed job id");
+	return 0;
+}
+
+int djob_client_get(char **json_out, djob_client_t *c, const char *id, djob_error_t *err)
+{
+	*json_out = NULL;
+	int rc = check_id(id, err);
+	return rc ? rc : djob_store_get(c->store, id, json_out, err);
+}
+
+int djob_client_update(char **json_out, djob_client_t *c, const char *id, const char *body,
+                       size_t body_len, djob_error_t *err)
+{
+	char *out = NULL;
+	if (json_out)
+		*json_out = NULL;
+	int rc = check_id(id, err);
+	if (rc)
+		return rc;
+	if (!body || body_len == 0)
+		return djob_set_error(err, DJOB_EINVAL, 0, "Request body is empty");
+	cJSON *doc = cJSON_ParseWithLength(body, body_len);
+	if (!cJSON_IsObject(doc))
+		rc = djob_set_error(err, DJOB_EINVAL, 0, "Request body must be a JSON object");
+	else
+		rc = djob_store_patch(c->store, id, doc, &out, err);
+	cJSON_Delete(doc);
+	if (json_out)
+		*json_out = out;
+	else
+		free(out);
+	return rc;
+}
+
+int djob_client_list(char **json_out, djob_client_t *c, const char *status, const char *type,
+                     int limit, const char *after, djob_error_t *err)
+{
+	*json_out = NULL;
+	return djob_store_list(c->store, status, type, limit, after, json_out, err);
+}
+
+int djob_client_cancel(char **json_out, djob_client_t *c, const char *id, djob_error_t *err)
+{
+	char *out = NULL;
+	if (json_out)
+		*json_out = NULL;
+	int rc = check_id(id, err);
+	if (rc == 0)
+		rc = djob_store_cancel(c->store, id, &out, err);
+	if (json_out)
+		*json_out = out;
+	else
+		free(out);
+	return rc;
+}
+
+int djob_client_retry(char **json_out, djob_client_t *c, const char *id, djob_error_t *err)
+{
+	char *out = NULL;
+	if (json_out)
+		*json_out = NULL;
+	int rc = check_id(id, err);
+	if (rc == 0)
+		rc = djob_store_retry(c->store, id, &out, err);
+	if (rc == 0) {
+		cJSON *doc = cJSON_Parse(out);
+		const cJSON *type = cJSON_GetObjectItemCaseSensitive(doc, "type");
+		char topic[160];
+		djob_topic_name(c->conf, cJSON_IsString(type) ? type->valuestring : "unknown", topic,
+		                sizeof topic);
+		djob_kafka_msg_t m = {topic, id, out, strlen(out)};
+		djob_error_t e;
+		/* A requeued job that cannot be published now stays queued and
+		 * unpublished: the scheduler publishes it later. */
+		if (djob_producer_send(c->producer, &m, 1, &e) == 0)
+			djob_store_mark_published(c->store, &id, 1, NULL);
+		else
+			djob_logf(c->conf, DJOB_LOG_WARNING, "client", "%s", e.message);
+		cJSON_Delete(doc);
+	}
+	if (json_out)
+		*json_out = out;
+	else
+		free(out);
+	return rc;
+}
+
+int djob_client_wait(char **json_out, djob_client_t *c, const char *id, int timeout_ms,
+                     djob_error_t *err)
+{
+	if (json_out)
+		*json_out = NULL;
+	int64_t deadline = djob_mono_ms() + timeout_ms;
+	long sleep_ms = 10;
+	for (;;) {
+		char *doc = NULL;
+		int rc = djob_client_get(&doc, c, id, err);
+		if (rc != 0)
+			return rc;
+		cJSON *j = cJSON_Parse(doc);
+		const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "status");
+		bool done = cJSON_IsString(st) && djob_state_is_terminal(djob_state_parse(st->valuestring));
+		cJSON_Delete(j);
+		if (done) {
+			if (json_out)
+				*json_out = doc;
+			else
+				free(doc);
+			return 0;
+		}
+		free(doc);
+		if (djob_mono_ms() >= deadline)
+			return djob_set_error(err, DJOB_ETIMEOUT, 1, "The job did not finish in %d ms",
+			                      timeout_ms);
+		struct timespec ts = {0, sleep_ms * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		if (sleep_ms < 200)
+			sleep_ms *= 2;
+	}
+}
+
+int djob_client_ping(djob_client_t *c, int *kafka_ok, int *mongo_ok, djob_error_t *err)
+{
+	djob_error_t ke, me;
+	int k = djob_producer_ping(c->producer, 2000, &ke);
+	int m = djob_store_ping(c->store, &me);
+	if (kafka_ok)
+		*kafka_ok = k == 0;
+	if (mongo_ok)
+		*mongo_ok = m == 0;
+	if (k != 0) {
+		if (err)
+			*err = ke;
+		return k;
+	}
+	if (m != 0) {
+		if (err)
+			*err = me;
+		return m;
+	}
+	return 0;
+}

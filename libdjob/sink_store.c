@@ -1,1 +1,72 @@
-/* placeholder */ typedef int djob_placeholder_t;
+/*
+ * Status sinks: the generic wrapper and the store sink, which writes
+ * straight to MongoDB.
+ */
+#include "sink_private.h"
+#include "store.h"
+
+#include <stdlib.h>
+
+int djob_sink_new(djob_sink_t **out, const djob_sink_ops_t *ops, void *opaque, djob_error_t *err)
+{
+	*out = NULL;
+	if (!ops || ops->version != DJOB_SINK_OPS_VERSION || !ops->claim || !ops->extend ||
+	    !ops->finish)
+		return djob_set_error(err, DJOB_EINVAL, 0,
+		                      "A sink needs version, claim, extend and finish");
+	djob_sink_t *s = calloc(1, sizeof *s);
+	if (!s)
+		return djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	s->ops = *ops;
+	s->opaque = opaque;
+	*out = s;
+	return 0;
+}
+
+void djob_sink_free(djob_sink_t *s)
+{
+	if (!s)
+		return;
+	if (s->ops.destroy)
+		s->ops.destroy(s->opaque);
+	free(s);
+}
+
+static int store_claim(void *opaque, const djob_job_t *job, long lease_ms, int *attempts,
+                       int *max_attempts, djob_error_t *err)
+{
+	return djob_store_claim(opaque, job->id, job->worker_id, lease_ms, attempts, max_attempts,
+	                        err);
+}
+
+static int store_extend(void *opaque, const djob_job_t *job, long lease_ms, djob_error_t *err)
+{
+	return djob_store_extend(opaque, job->id, job->worker_id, job->attempts, lease_ms, err);
+}
+
+static int store_finish(void *opaque, const djob_job_t *job, djob_job_status_t outcome,
+                        djob_error_t *err)
+{
+	return djob_store_finish(opaque, job->id, job->worker_id, job->attempts, job->max_attempts,
+	                         outcome, job->result, job->error, err);
+}
+
+static void store_destroy(void *opaque)
+{
+	djob_store_free(opaque);
+}
+
+int djob_sink_store_new(djob_sink_t **out, const djob_config_t *conf, djob_error_t *err)
+{
+	*out = NULL;
+	djob_store_t *store;
+	int rc = djob_store_new(&store, conf, err);
+	if (rc != 0)
+		return rc;
+	static const djob_sink_ops_t ops = {DJOB_SINK_OPS_VERSION, store_claim, store_extend,
+	                                    store_finish, store_destroy};
+	rc = djob_sink_new(out, &ops, store, err);
+	if (rc != 0)
+		djob_store_free(store);
+	return rc;
+}

@@ -1,0 +1,96 @@
+/*
+ * The job store: every read and conditional write of job documents in
+ * MongoDB (libmongoc). Not installed.
+ *
+ * Thread safety: a store may be used from any number of threads (it pops a
+ * connection from a mongoc_client_pool_t per call).
+ */
+#ifndef DJOB_STORE_H
+#define DJOB_STORE_H
+
+#include "djob_private.h"
+
+typedef struct djob_store_s djob_store_t;
+
+/* A job about to be inserted. */
+typedef struct {
+	char id[37];
+	const char *type;
+	const cJSON *payload;
+	int max_attempts;
+	int64_t created_ms;
+	int64_t run_at_ms; /* 0: none */
+	djob_state_t state; /* queued, or scheduled when run_at is ahead */
+	const char *idempotency_key; /* or NULL */
+} djob_new_job_t;
+
+int djob_store_new(djob_store_t **out, const djob_config_t *conf, djob_error_t *err);
+void djob_store_free(djob_store_t *store);
+
+/* Create the indexes the queries need (idempotent; done once per store). */
+int djob_store_ensure_indexes(djob_store_t *store, djob_error_t *err);
+
+/* The job as the JSON document GET returns and Kafka carries.
+ * Ownership: the caller frees the result with free(). */
+char *djob_new_job_to_json(const djob_new_job_t *job);
+
+/* Insert jobs (published: false) in one ordered bulk write. On failure
+ * nothing is left inserted (what was inserted is deleted again). */
+int djob_store_insert(djob_store_t *store, const djob_new_job_t *jobs, size_t n,
+                      djob_error_t *err);
+
+/* Look up the job that an idempotency key created: 0 and *id_out (free())
+ * when found, DJOB_ENOTFOUND otherwise. */
+int djob_store_find_idempotent(djob_store_t *store, const char *key, char **id_out,
+                               djob_error_t *err);
+
+/* Mark jobs published (one bulk round trip). */
+int djob_store_mark_published(djob_store_t *store, const char *const *ids, size_t n,
+                              djob_error_t *err);
+
+/* Delete unpublished jobs and their idempotency keys (a submission whose
+ * publish failed). */
+int djob_store_delete_unpublished(djob_store_t *store, const djob_new_job_t *jobs, size_t n,
+                                  djob_error_t *err);
+
+/* The job document as JSON; DJOB_ENOTFOUND. Ownership: free() *json_out. */
+int djob_store_get(djob_store_t *store, const char *id, char **json_out, djob_error_t *err);
+
+/* Claim a queued job, or a processing job whose lease expired. */
+int djob_store_claim(djob_store_t *store, const char *id, const char *worker_id, long lease_ms,
+                     int *attempts, int *max_attempts, djob_error_t *err);
+
+/* Extend a lease, fenced on (worker_id, attempts). */
+int djob_store_extend(djob_store_t *store, const char *id, const char *worker_id, int attempts,
+                      long lease_ms, djob_error_t *err);
+
+/* Record a handler's outcome, fenced on (worker_id, attempts). RETRY with
+ * attempts left schedules the job (runAt = now + backoff); otherwise it is
+ * failed. */
+int djob_store_finish(djob_store_t *store, const char *id, const char *worker_id, int attempts,
+                      int max_attempts, djob_job_status_t outcome, const char *result_json,
+                      const char *error, djob_error_t *err);
+
+/* Apply a PATCH body (already parsed). Ownership: free() *json_out. */
+int djob_store_patch(djob_store_t *store, const char *id, const cJSON *body, char **json_out,
+                     djob_error_t *err);
+
+/* Cancel (from queued, scheduled or processing). Ownership: free() *json_out. */
+int djob_store_cancel(djob_store_t *store, const char *id, char **json_out, djob_error_t *err);
+
+/* Requeue a failed or cancelled job (attempts reset, published false).
+ * Ownership: free() *json_out. */
+int djob_store_retry(djob_store_t *store, const char *id, char **json_out, djob_error_t *err);
+
+/* One page of jobs, newest first. Ownership: free() *json_out. */
+int djob_store_list(djob_store_t *store, const char *status, const char *type, int limit,
+                    const char *after, char **json_out, djob_error_t *err);
+
+/* 0 when the server answers a ping. */
+int djob_store_ping(djob_store_t *store, djob_error_t *err);
+
+/* The backoff before retry number `attempts` (from 1): exponential from
+ * 1 s, capped at 5 min, with up to 20 % jitter. */
+int64_t djob_retry_backoff_ms(int attempts);
+
+#endif

@@ -1,0 +1,503 @@
+/*
+ * libdjob core against the live dev stack: submit -> completed through
+ * Kafka and MongoDB, many jobs over two worker processes, a worker killed
+ * inside a handler, fencing of a stale worker, the prototype's messages and
+ * redelivery of finished jobs.
+ *
+ * Usage: core_test <test-name> <core_worker path>
+ * Every test uses its own topic prefix, consumer group and collection, so
+ * runs never see each other's data. Fails (never skips) without the stack.
+ */
+#include <djob/djob.h>
+
+#include <cjson/cJSON.h>
+#include <librdkafka/rdkafka.h>
+#include <mongoc/mongoc.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *test_name = "core";
+static const char *worker_path;
+static char prefix[64], group[64], coll[64], runlog[256];
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "FAIL %s: ", test_name);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(1);
+}
+
+#define EXPECT(cond, ...)                                                                          \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			fail(__VA_ARGS__);                                                         \
+	} while (0)
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+static const char *env_or(const char *name, const char *dflt)
+{
+	const char *v = getenv(name);
+	return v && *v ? v : dflt;
+}
+
+/* A configuration on this test's names, from the environment. */
+static djob_config_t *test_config(void)
+{
+	djob_config_t *conf;
+	djob_error_t err;
+	if (djob_config_new(&conf, &err) || djob_config_load_env(conf, &err) ||
+	    djob_config_set(conf, "topic.prefix", prefix, &err) ||
+	    djob_config_set(conf, "group.id", group, &err) ||
+	    djob_config_set(conf, "mongo.collection", coll, &err) ||
+	    djob_config_set(conf, "lease.ms", "2000", &err) ||
+	    djob_config_set(conf, "kafka.session.timeout.ms", "6000", &err))
+		fail("config: %s", err.message);
+	return conf;
+}
+
+static djob_client_t *test_client(void)
+{
+	djob_config_t *conf = test_config();
+	djob_client_t *c;
+	djob_error_t err;
+	if (djob_client_new(&c, conf, &err))
+		fail("client: %s", err.message);
+	djob_config_free(conf);
+	return c;
+}
+
+static cJSON *get_job(djob_client_t *c, const char *id)
+{
+	char *json;
+	djob_error_t err;
+	if (djob_client_get(&json, c, id, &err))
+		fail("get %s: %s", id, err.message);
+	cJSON *j = cJSON_Parse(json);
+	djob_free(json);
+	EXPECT(j, "get %s returned invalid JSON", id);
+	return j;
+}
+
+static const char *str_field(const cJSON *j, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static int int_field(const cJSON *j, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+	return cJSON_IsNumber(v) ? v->valueint : -1;
+}
+
+static pid_t spawn_worker(long slow_first_ms)
+{
+	char slow[32];
+	snprintf(slow, sizeof slow, "%ld", slow_first_ms);
+	pid_t pid = fork();
+	if (pid == 0) {
+		execl(worker_path, worker_path, prefix, group, coll, runlog, slow, (char *)NULL);
+		_exit(127);
+	}
+	EXPECT(pid > 0, "fork failed");
+	return pid;
+}
+
+static void stop_worker(pid_t pid)
+{
+	int status;
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 300; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			       "worker %d exited with status %d", (int)pid, status);
+			return;
+		}
+		sleep_ms(100);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	fail("worker %d did not stop within 30 s of SIGTERM", (int)pid);
+}
+
+/* Wait until the job is terminal; returns its document. */
+static cJSON *wait_job(djob_client_t *c, const char *id, int timeout_ms)
+{
+	char *json;
+	djob_error_t err;
+	if (djob_client_wait(&json, c, id, timeout_ms, &err))
+		fail("job %s: %s", id, err.message);
+	cJSON *j = cJSON_Parse(json);
+	djob_free(json);
+	return j;
+}
+
+typedef struct {
+	char id[40];
+	long pid;
+	int attempt;
+	char kind;
+} run_t;
+
+/* Read the run log that the worker processes append to. */
+static run_t *read_runs(size_t *n)
+{
+	FILE *f = fopen(runlog, "r");
+	size_t cap = 1024;
+	run_t *r = malloc(cap * sizeof *r);
+	*n = 0;
+	if (!f)
+		return r;
+	char line[256];
+	while (fgets(line, sizeof line, f)) {
+		if (*n == cap)
+			r = realloc(r, (cap *= 2) * sizeof *r);
+		run_t *x = &r[*n];
+		if (sscanf(line, "%c %39s %ld %d", &x->kind, x->id, &x->pid, &x->attempt) == 4)
+			(*n)++;
+	}
+	fclose(f);
+	return r;
+}
+
+static const char *sha256_hello = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+/* ---- tests ---- */
+
+static void test_submitted_compute_job_completes_with_sha256(void)
+{
+	djob_client_t *c = test_client();
+	pid_t w = spawn_worker(0);
+	char *id = NULL;
+	djob_error_t err;
+	const char *payload = "{\"input\":\"hello\"}";
+	if (djob_client_submit(&id, c, "compute", payload, strlen(payload), NULL, &err))
+		fail("submit: %s", err.message);
+	EXPECT(strlen(id) == 36, "job id %s is not a uuid", id);
+	cJSON *j = wait_job(c, id, 30000);
+	EXPECT(strcmp(str_field(j, "status"), "completed") == 0, "status is %s",
+	       str_field(j, "status"));
+	const cJSON *result = cJSON_GetObjectItemCaseSensitive(j, "result");
+	EXPECT(strcmp(str_field(result, "message"), "Success") == 0, "result.message wrong");
+	EXPECT(strcmp(str_field(result, "value"), sha256_hello) == 0, "hash is %s",
+	       str_field(result, "value"));
+	EXPECT(int_field(j, "attempts") == 1, "attempts is %d", int_field(j, "attempts"));
+	EXPECT(strlen(str_field(j, "finishedAt")) == 24, "finishedAt is %s",
+	       str_field(j, "finishedAt"));
+	printf("ok job %s completed with %s\n", id, str_field(result, "value"));
+	cJSON_Delete(j);
+	djob_free(id);
+	stop_worker(w);
+	djob_client_free(c);
+}
+
+static void test_thousand_jobs_two_workers_each_completed_once(void)
+{
+	enum { N = 1000, BATCH = 100 };
+	djob_client_t *c = test_client();
+	pid_t w1 = spawn_worker(0), w2 = spawn_worker(0);
+	char *ids[N];
+	int n = 0;
+	djob_error_t err;
+	for (int b = 0; b < N / BATCH; b++) {
+		cJSON *arr = cJSON_CreateArray();
+		for (int i = 0; i < BATCH; i++) {
+			char input[32];
+			snprintf(input, sizeof input, "job-%d", b * BATCH + i);
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "type", "compute");
+			cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "payload"), "input", input);
+			cJSON_AddItemToArray(arr, o);
+		}
+		char *body = cJSON_PrintUnformatted(arr);
+		char *resp;
+		int created;
+		if (djob_client_submit_json(&resp, &created, c, body, strlen(body), NULL, &err))
+			fail("batch submit: %s", err.message);
+		cJSON *r = cJSON_Parse(resp);
+		const cJSON *id;
+		cJSON_ArrayForEach(id, cJSON_GetObjectItemCaseSensitive(r, "jobIds"))
+			ids[n++] = strdup(id->valuestring);
+		cJSON_Delete(r);
+		djob_free(resp);
+		free(body);
+		cJSON_Delete(arr);
+	}
+	EXPECT(n == N, "submitted %d ids", n);
+	long long t0 = now_ms();
+	int completed = 0;
+	for (int i = 0; i < N; i++) {
+		cJSON *j = wait_job(c, ids[i], 120000);
+		if (strcmp(str_field(j, "status"), "completed") == 0)
+			completed++;
+		char input[32];
+		snprintf(input, sizeof input, "job-%d", i);
+		char hex[65];
+		djob_sha256_hex(input, strlen(input), hex);
+		EXPECT(strcmp(str_field(cJSON_GetObjectItemCaseSensitive(j, "result"), "value"), hex) ==
+		               0,
+		       "job %d has a wrong hash", i);
+		cJSON_Delete(j);
+	}
+	printf("ok %d of %d jobs completed in %lld ms after the last submit\n", completed, N,
+	       now_ms() - t0);
+	EXPECT(completed == N, "only %d of %d completed", completed, N);
+	stop_worker(w1);
+	stop_worker(w2);
+	size_t nr;
+	run_t *runs = read_runs(&nr);
+	int ends = 0, by_w1 = 0, by_w2 = 0;
+	for (size_t i = 0; i < nr; i++) {
+		if (runs[i].kind != 'E')
+			continue;
+		ends++;
+		by_w1 += runs[i].pid == w1;
+		by_w2 += runs[i].pid == w2;
+		for (size_t k = i + 1; k < nr; k++)
+			EXPECT(runs[k].kind != 'E' || strcmp(runs[k].id, runs[i].id) != 0,
+			       "job %s ran to completion twice", runs[i].id);
+	}
+	printf("ok %d handler runs ended (%d in worker 1, %d in worker 2), none twice\n", ends, by_w1,
+	       by_w2);
+	EXPECT(ends == N, "%d handler runs ended for %d jobs", ends, N);
+	free(runs);
+	for (int i = 0; i < N; i++)
+		free(ids[i]);
+	djob_client_free(c);
+}
+
+static void test_worker_killed_inside_handler_leaves_job_to_the_other(void)
+{
+	djob_client_t *c = test_client();
+	/* Both workers sleep 20 s in a job's first attempt. */
+	pid_t w1 = spawn_worker(20000), w2 = spawn_worker(20000);
+	sleep_ms(3000); /* both in the group */
+	char *id = NULL;
+	djob_error_t err;
+	const char *payload = "{\"input\":\"hello\"}";
+	if (djob_client_submit(&id, c, "compute", payload, strlen(payload), NULL, &err))
+		fail("submit: %s", err.message);
+	long victim = 0;
+	for (long long t0 = now_ms(); !victim && now_ms() - t0 < 30000; sleep_ms(50)) {
+		size_t nr;
+		run_t *runs = read_runs(&nr);
+		for (size_t i = 0; i < nr; i++)
+			if (runs[i].kind == 'S' && strcmp(runs[i].id, id) == 0)
+				victim = runs[i].pid;
+		free(runs);
+	}
+	EXPECT(victim, "no worker started the job within 30 s");
+	kill((pid_t)victim, SIGKILL);
+	waitpid((pid_t)victim, NULL, 0);
+	pid_t survivor = victim == w1 ? w2 : w1;
+	printf("ok killed worker %ld inside the handler\n", victim);
+	cJSON *j = wait_job(c, id, 60000);
+	EXPECT(strcmp(str_field(j, "status"), "completed") == 0, "status is %s",
+	       str_field(j, "status"));
+	EXPECT(int_field(j, "attempts") == 2, "attempts is %d", int_field(j, "attempts"));
+	EXPECT(strcmp(str_field(cJSON_GetObjectItemCaseSensitive(j, "result"), "value"),
+	              sha256_hello) == 0,
+	       "wrong hash");
+	size_t nr;
+	run_t *runs = read_runs(&nr);
+	int ends = 0;
+	for (size_t i = 0; i < nr; i++)
+		if (runs[i].kind == 'E' && strcmp(runs[i].id, id) == 0) {
+			ends++;
+			EXPECT(runs[i].pid == survivor, "completed by %ld, not the survivor",
+			       runs[i].pid);
+		}
+	EXPECT(ends == 1, "the job ran to completion %d times", ends);
+	printf("ok job %s completed by the surviving worker on attempt 2\n", id);
+	free(runs);
+	cJSON_Delete(j);
+	djob_free(id);
+	stop_worker(survivor);
+	djob_client_free(c);
+}
+
+static int patch(djob_client_t *c, const char *id, const char *body, djob_error_t *err)
+{
+	char *out = NULL;
+	int rc = djob_client_update(&out, c, id, body, strlen(body), err);
+	djob_free(out);
+	return rc;
+}
+
+static void test_stale_worker_completion_is_refused(void)
+{
+	djob_client_t *c = test_client();
+	char *id = NULL;
+	djob_error_t err;
+	const char *payload = "{\"input\":\"hello\"}";
+	/* No worker runs: the test plays two workers through PATCH. */
+	if (djob_client_submit(&id, c, "compute", payload, strlen(payload), NULL, &err))
+		fail("submit: %s", err.message);
+	EXPECT(patch(c, id, "{\"status\":\"processing\",\"workerId\":\"w1\",\"leaseMs\":1000}", &err) ==
+	               0,
+	       "w1 claim: %s", err.message);
+	EXPECT(patch(c, id, "{\"status\":\"processing\",\"workerId\":\"w2\",\"leaseMs\":1000}", &err) ==
+	               DJOB_ECONFLICT,
+	       "w2 claimed a live lease");
+	sleep_ms(1200);
+	EXPECT(patch(c, id, "{\"status\":\"processing\",\"workerId\":\"w2\",\"leaseMs\":30000}",
+	             &err) == 0,
+	       "w2 claim after expiry: %s", err.message);
+	int rc = patch(c, id,
+	               "{\"status\":\"completed\",\"workerId\":\"w1\",\"attempts\":1,"
+	               "\"result\":{\"value\":\"stale\"}}",
+	               &err);
+	EXPECT(rc == DJOB_ECONFLICT, "stale completion answered %d", rc);
+	printf("ok stale completion refused: %s\n", err.message);
+	EXPECT(patch(c, id,
+	             "{\"status\":\"completed\",\"workerId\":\"w2\",\"attempts\":2,"
+	             "\"result\":{\"value\":\"fresh\"}}",
+	             &err) == 0,
+	       "fresh completion: %s", err.message);
+	cJSON *j = get_job(c, id);
+	EXPECT(strcmp(str_field(j, "status"), "completed") == 0, "status %s", str_field(j, "status"));
+	EXPECT(strcmp(str_field(cJSON_GetObjectItemCaseSensitive(j, "result"), "value"), "fresh") == 0,
+	       "the stale result was written");
+	EXPECT(strcmp(str_field(j, "workerId"), "w2") == 0, "workerId %s", str_field(j, "workerId"));
+	rc = patch(c, id, "{\"status\":\"processing\"}", &err);
+	EXPECT(rc == DJOB_ECONFLICT, "completed -> processing answered %d", rc);
+	printf("ok completed -> processing refused: %s\n", err.message);
+	cJSON_Delete(j);
+	djob_free(id);
+	djob_client_free(c);
+}
+
+/* Insert and produce a job the way the Node.js prototype did: no attempts
+ * or maxAttempts fields, and a message without a key. */
+static void produce_prototype_job(const char *id, const char *input, bool insert)
+{
+	char topic[128];
+	snprintf(topic, sizeof topic, "%scompute", prefix);
+	if (insert) {
+		mongoc_client_t *mc =
+			mongoc_client_new(env_or("DJOB_MONGO_URI", "mongodb://127.0.0.1:27017/jobsdb"));
+		mongoc_collection_t *col = mongoc_client_get_collection(mc, "jobsdb", coll);
+		int64_t now = (int64_t)time(NULL) * 1000;
+		bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "type", BCON_UTF8("compute"), "status",
+		                       BCON_UTF8("queued"), "payload", "{", "input", BCON_UTF8(input),
+		                       "}", "createdAt", BCON_DATE_TIME(now), "updatedAt",
+		                       BCON_DATE_TIME(now));
+		bson_error_t e;
+		EXPECT(mongoc_collection_insert_one(col, doc, NULL, NULL, &e), "insert: %s", e.message);
+		bson_destroy(doc);
+		mongoc_collection_destroy(col);
+		mongoc_client_destroy(mc);
+	}
+	char value[512], errstr[256];
+	snprintf(value, sizeof value,
+	         "{\"_id\":\"%s\",\"type\":\"compute\",\"status\":\"queued\",\"payload\":{\"input\":"
+	         "\"%s\"},\"createdAt\":\"2025-04-09T19:16:43.090Z\"}",
+	         id, input);
+	rd_kafka_conf_t *kc = rd_kafka_conf_new();
+	rd_kafka_conf_set(kc, "bootstrap.servers", env_or("DJOB_KAFKA_BROKERS", "127.0.0.1:9092"),
+	                  errstr, sizeof errstr);
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, sizeof errstr);
+	EXPECT(rk, "producer: %s", errstr);
+	EXPECT(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(value, strlen(value)),
+	                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) == 0,
+	       "produce failed");
+	EXPECT(rd_kafka_flush(rk, 10000) == 0, "flush failed");
+	rd_kafka_destroy(rk);
+}
+
+static void test_prototype_message_is_processed(void)
+{
+	djob_client_t *c = test_client();
+	pid_t w = spawn_worker(0);
+	char id[37];
+	snprintf(id, sizeof id, "%08x-0000-4000-8000-%012llx", (unsigned)getpid(),
+	         (unsigned long long)now_ms());
+	produce_prototype_job(id, "hello", true);
+	cJSON *j = wait_job(c, id, 30000);
+	EXPECT(strcmp(str_field(j, "status"), "completed") == 0, "status %s", str_field(j, "status"));
+	EXPECT(strcmp(str_field(cJSON_GetObjectItemCaseSensitive(j, "result"), "value"),
+	              sha256_hello) == 0,
+	       "wrong hash");
+	EXPECT(strcmp(str_field(j, "createdAt"), "") != 0, "createdAt lost");
+	printf("ok prototype job %s completed with %s\n", id, sha256_hello);
+	cJSON_Delete(j);
+
+	/* Redelivery of a finished job: skipped, committed, not run again. */
+	produce_prototype_job(id, "hello", false);
+	sleep_ms(3000);
+	stop_worker(w);
+	size_t nr;
+	run_t *runs = read_runs(&nr);
+	int starts = 0;
+	for (size_t i = 0; i < nr; i++)
+		starts += runs[i].kind == 'S' && strcmp(runs[i].id, id) == 0;
+	free(runs);
+	EXPECT(starts == 1, "the redelivered completed job ran %d times", starts);
+	j = get_job(c, id);
+	EXPECT(int_field(j, "attempts") == 1, "attempts %d", int_field(j, "attempts"));
+	printf("ok redelivered completed job was skipped\n");
+	cJSON_Delete(j);
+	djob_client_free(c);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: %s test-name core_worker-path\n", argv[0]);
+		return 2;
+	}
+	test_name = argv[1];
+	worker_path = argv[2];
+	setvbuf(stdout, NULL, _IONBF, 0);
+	long long t = now_ms();
+	snprintf(prefix, sizeof prefix, "t%d%lld.", (int)getpid(), t % 100000000);
+	snprintf(group, sizeof group, "g%d%lld", (int)getpid(), t % 100000000);
+	snprintf(coll, sizeof coll, "jobs_%d%lld", (int)getpid(), t % 100000000);
+	snprintf(runlog, sizeof runlog, "/tmp/djob-runs-%d-%lld.log", (int)getpid(), t);
+	static const struct {
+		const char *name;
+		void (*fn)(void);
+	} tests[] = {
+		{"submitted_compute_job_completes_with_sha256",
+		 test_submitted_compute_job_completes_with_sha256},
+		{"thousand_jobs_two_workers_each_completed_once",
+		 test_thousand_jobs_two_workers_each_completed_once},
+		{"worker_killed_inside_handler_leaves_job_to_the_other",
+		 test_worker_killed_inside_handler_leaves_job_to_the_other},
+		{"stale_worker_completion_is_refused", test_stale_worker_completion_is_refused},
+		{"prototype_message_is_processed", test_prototype_message_is_processed},
+	};
+	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+		if (strcmp(tests[i].name, test_name) == 0) {
+			tests[i].fn();
+			unlink(runlog);
+			printf("%s: 1 passed, 0 failed\n", test_name);
+			return 0;
+		}
+	}
+	fprintf(stderr, "unknown test %s\n", test_name);
+	return 2;
+}

@@ -18,6 +18,10 @@ static void kafka_log(const rd_kafka_t *rk, int level, const char *fac, const ch
 	                     : level <= 4 ? DJOB_LOG_WARNING
 	                     : level <= 6 ? DJOB_LOG_INFO
 	                                  : DJOB_LOG_DEBUG;
+	/* The kafka.* keys go to producer and consumer alike, so each warns
+	 * about the other's properties. */
+	if (strcmp(fac, "CONFWARN") == 0 && l < DJOB_LOG_INFO)
+		l = DJOB_LOG_INFO;
 	djob_logf(conf ? *conf : NULL, l, "kafka", "%s: %s", fac, buf);
 }
 

@@ -26,7 +26,9 @@ static void mongo_log(mongoc_log_level_t level, const char *domain, const char *
                       void *opaque)
 {
 	(void)opaque;
-	if (level > MONGOC_LOG_LEVEL_WARNING)
+	/* Servers without sessions (FerretDB) refuse endSessions at every
+	 * client shutdown: nothing to warn about. */
+	if (level > MONGOC_LOG_LEVEL_WARNING || strstr(message, "endSessions"))
 		return;
 	djob_logf(NULL, level <= MONGOC_LOG_LEVEL_CRITICAL ? DJOB_LOG_ERROR : DJOB_LOG_WARNING,
 	          "mongo", "%s: %s", domain, message);
@@ -325,30 +327,30 @@ static bson_t *new_job_bson(const djob_new_job_t *j)
 
 static void delete_keys(djob_store_t *s, const djob_new_job_t *jobs, size_t n);
 
-/* Delete or update by ids, one bulk round trip. */
-static int bulk_by_ids(djob_store_t *s, const char *const *ids, size_t n, bool delete,
-                       const bson_t *extra_filter, const bson_t *update, djob_error_t *err)
+/* Delete or update documents by ids, one statement each on one connection.
+ * Not a multi-statement bulk: FerretDB 1.24's SQLite backend keeps one
+ * pooled connection per statement of a command open until the command ends
+ * and deadlocks once a command (or several at once) needs more than its
+ * pool of 100. */
+static int by_ids(djob_store_t *s, const char *const *ids, size_t n, bool delete,
+                  const bson_t *extra_filter, const bson_t *update, djob_error_t *err)
 {
 	if (n == 0)
 		return 0;
 	conn_t c = conn_get(s);
 	bson_error_t e;
 	int rc = 0;
-	mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(c.coll, NULL);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		bson_t f = BSON_INITIALIZER;
 		BSON_APPEND_UTF8(&f, "_id", ids[i]);
 		if (extra_filter)
 			bson_concat(&f, extra_filter);
-		bool ok = delete ? mongoc_bulk_operation_remove_one_with_opts(bulk, &f, NULL, &e)
-		                 : mongoc_bulk_operation_update_one_with_opts(bulk, &f, update, NULL, &e);
+		bool ok = delete ? mongoc_collection_delete_one(c.coll, &f, NULL, NULL, &e)
+		                 : mongoc_collection_update_one(c.coll, &f, update, NULL, NULL, &e);
 		if (!ok)
-			rc = mongo_error(err, &e, "bulk write");
+			rc = mongo_error(err, &e, delete ? "delete" : "update");
 		bson_destroy(&f);
 	}
-	if (rc == 0 && !mongoc_bulk_operation_execute(bulk, NULL, &e))
-		rc = mongo_error(err, &e, "bulk write");
-	mongoc_bulk_operation_destroy(bulk);
 	conn_put(s, &c);
 	return rc;
 }
@@ -396,7 +398,7 @@ int djob_store_insert(djob_store_t *s, const djob_new_job_t *jobs, size_t n, djo
 			for (size_t i = 0; ids && i < n; i++)
 				ids[i] = jobs[i].id;
 			if (ids)
-				bulk_by_ids(s, ids, n, true, NULL, NULL, NULL);
+				by_ids(s, ids, n, true, NULL, NULL, NULL);
 			free(ids);
 		}
 		bson_destroy(&reply);
@@ -442,7 +444,7 @@ int djob_store_mark_published(djob_store_t *s, const char *const *ids, size_t n,
                               djob_error_t *err)
 {
 	bson_t *u = BCON_NEW("$set", "{", "published", BCON_BOOL(true), "}");
-	int rc = bulk_by_ids(s, ids, n, false, NULL, u, err);
+	int rc = by_ids(s, ids, n, false, NULL, u, err);
 	bson_destroy(u);
 	return rc;
 }
@@ -472,7 +474,7 @@ int djob_store_delete_unpublished(djob_store_t *s, const djob_new_job_t *jobs, s
 	for (size_t i = 0; i < n; i++)
 		ids[i] = jobs[i].id;
 	bson_t *f = BCON_NEW("published", BCON_BOOL(false));
-	int rc = bulk_by_ids(s, ids, n, true, f, NULL, err);
+	int rc = by_ids(s, ids, n, true, f, NULL, err);
 	bson_destroy(f);
 	free(ids);
 	delete_keys(s, jobs, n);

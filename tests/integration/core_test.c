@@ -119,7 +119,16 @@ static pid_t spawn_worker(long slow_first_ms)
 	snprintf(slow, sizeof slow, "%ld", slow_first_ms);
 	pid_t pid = fork();
 	if (pid == 0) {
-		execl(worker_path, worker_path, prefix, group, coll, runlog, slow, (char *)NULL);
+		/* DJOB_TEST_WORKER_WRAPPER (valgrind, say) wraps the worker too. */
+		const char *wrap = getenv("DJOB_TEST_WORKER_WRAPPER");
+		if (wrap && *wrap) {
+			char cmd[2048];
+			snprintf(cmd, sizeof cmd, "exec %s %s %s %s %s %s %s", wrap, worker_path, prefix,
+			         group, coll, runlog, slow);
+			execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		} else {
+			execl(worker_path, worker_path, prefix, group, coll, runlog, slow, (char *)NULL);
+		}
 		_exit(127);
 	}
 	EXPECT(pid > 0, "fork failed");

@@ -57,6 +57,9 @@ static const known_key_t known_keys[] = {
 	{"log.level", "DJOB_LOG_LEVEL", "warning", CHECK_LOG_LEVEL, 0, 0},
 	{"types", "DJOB_TYPES", NULL, CHECK_TYPES, 0, 0},
 	{"topic.partitions", "DJOB_TOPIC_PARTITIONS", NULL, CHECK_RANGE, 1, 10000},
+	{"scheduler.interval.ms", "DJOB_SCHEDULER_INTERVAL_MS", "1000", CHECK_RANGE, 50, 60000},
+	{"scheduler.grace.ms", "DJOB_SCHEDULER_GRACE_MS", "10000", CHECK_RANGE, 100, 3600000},
+	{"scheduler.batch", "DJOB_SCHEDULER_BATCH", "100", CHECK_RANGE, 1, 1000},
 };
 
 #define N_KNOWN (sizeof(known_keys) / sizeof(known_keys[0]))

@@ -1012,3 +1012,180 @@ int djob_store_ping(djob_store_t *s, djob_error_t *err)
 	mongoc_client_pool_push(s->pool, client);
 	return rc;
 }
+
+/* ---- the scheduler's sweep ---- */
+
+/* Candidates of one sweep step: copies of up to `limit` documents. */
+static int find_docs(djob_store_t *s, const bson_t *filter, int limit, bson_t ***docs_out,
+                     size_t *n_out, djob_error_t *err)
+{
+	*docs_out = NULL;
+	*n_out = 0;
+	bson_t *opts = BCON_NEW("limit", BCON_INT64(limit));
+	conn_t c = conn_get(s);
+	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c.coll, filter, opts, NULL);
+	bson_t **docs = calloc((size_t)limit, sizeof *docs);
+	size_t n = 0;
+	const bson_t *doc;
+	while (docs && n < (size_t)limit && mongoc_cursor_next(cur, &doc))
+		docs[n++] = bson_copy(doc);
+	bson_error_t e;
+	int rc = 0;
+	if (!docs)
+		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	else if (mongoc_cursor_error(cur, &e))
+		rc = mongo_error(err, &e, "find");
+	mongoc_cursor_destroy(cur);
+	conn_put(s, &c);
+	bson_destroy(opts);
+	*docs_out = docs;
+	*n_out = n;
+	return rc;
+}
+
+static void free_docs(bson_t **docs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		bson_destroy(docs[i]);
+	free(docs);
+}
+
+static const char *doc_str(const bson_t *doc, const char *key)
+{
+	bson_iter_t it;
+	if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it))
+		return bson_iter_utf8(&it, NULL);
+	return "";
+}
+
+static int64_t doc_date(const bson_t *doc, const char *key)
+{
+	bson_iter_t it;
+	if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_DATE_TIME(&it))
+		return bson_iter_date_time(&it);
+	return 0;
+}
+
+/* Publish a requeued job and mark it published; a failure leaves it
+ * unpublished for a later sweep. */
+static void publish_doc(djob_store_t *s, bson_t *doc, djob_store_publish_fn publish,
+                        void *opaque)
+{
+	char *json = doc_to_json(doc);
+	const char *id = doc_str(doc, "_id");
+	djob_error_t e;
+	if (json && publish(opaque, id, doc_str(doc, "type"), json, &e) == 0)
+		djob_store_mark_published(s, &id, 1, NULL);
+	else if (json)
+		djob_logf(s->conf, DJOB_LOG_WARNING, "scheduler", "Job %s not published: %s", id,
+		          e.message);
+	free(json);
+}
+
+int djob_store_sweep(djob_store_t *s, int64_t now, int64_t grace_ms, int limit,
+                     djob_store_publish_fn publish, void *opaque, djob_sweep_stats_t *st,
+                     djob_error_t *err)
+{
+	memset(st, 0, sizeof *st);
+	bson_t **docs;
+	size_t n;
+	int rc;
+
+	/* 1. Scheduled jobs whose time came (delayed jobs, retries). */
+	bson_t *f = BCON_NEW("status", BCON_UTF8("scheduled"), "runAt", "{", "$lte",
+	                     BCON_DATE_TIME(now), "}");
+	rc = find_docs(s, f, limit, &docs, &n, err);
+	bson_destroy(f);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const char *id = doc_str(docs[i], "_id");
+		bson_t *cf = BCON_NEW("_id", BCON_UTF8(id), "status", BCON_UTF8("scheduled"));
+		bson_t *u = BCON_NEW("$set", "{", "status", BCON_UTF8("queued"), "published",
+		                     BCON_BOOL(false), "updatedAt", BCON_DATE_TIME(now), "}");
+		bson_t *doc;
+		rc = find_and_modify(s, cf, u, &doc, err);
+		if (rc == 0 && doc) {
+			st->due++;
+			publish_doc(s, doc, publish, opaque);
+			bson_destroy(doc);
+		} else if (rc == 0) {
+			st->lost_races++;
+		}
+		bson_destroy(cf);
+		bson_destroy(u);
+	}
+	free_docs(docs, n);
+	if (rc != 0)
+		return rc;
+
+	/* 2. Processing jobs whose lease ran out (crashed or hung worker):
+	 * queued again while attempts remain, else failed. The filter holds
+	 * the lease seen, so an extension in between wins. */
+	f = BCON_NEW("status", BCON_UTF8("processing"), "leaseUntil", "{", "$lt", BCON_DATE_TIME(now),
+	             "}");
+	rc = find_docs(s, f, limit, &docs, &n, err);
+	bson_destroy(f);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const char *id = doc_str(docs[i], "_id");
+		int attempts = (int)doc_int(docs[i], "attempts", 0);
+		int max = (int)doc_int(docs[i], "maxAttempts",
+		                       djob_config_get_int(s->conf, "max.attempts"));
+		bool exhausted = attempts >= max;
+		char msg[128];
+		snprintf(msg, sizeof msg, "Lease of attempt %d expired (worker %s)", attempts,
+		         doc_str(docs[i], "workerId"));
+		bson_t *cf = BCON_NEW("_id", BCON_UTF8(id), "status", BCON_UTF8("processing"),
+		                      "leaseUntil", BCON_DATE_TIME(doc_date(docs[i], "leaseUntil")));
+		bson_t *u = BCON_NEW(
+			"$set", "{", "status", BCON_UTF8(exhausted ? "failed" : "queued"), "published",
+			BCON_BOOL(exhausted), "error", BCON_UTF8(msg), "updatedAt", BCON_DATE_TIME(now),
+			"}", "$unset", "{", "leaseUntil", BCON_UTF8(""), "}", "$push", "{", "history",
+			"{", "attempt", BCON_INT32(attempts), "workerId",
+			BCON_UTF8(doc_str(docs[i], "workerId")), "status", BCON_UTF8("lease expired"),
+			"finishedAt", BCON_DATE_TIME(now), "}", "}");
+		bson_t *doc;
+		rc = find_and_modify(s, cf, u, &doc, err);
+		if (rc == 0 && doc) {
+			st->expired++;
+			if (exhausted)
+				st->exhausted++;
+			else
+				publish_doc(s, doc, publish, opaque);
+			bson_destroy(doc);
+		} else if (rc == 0) {
+			st->lost_races++;
+		}
+		bson_destroy(cf);
+		bson_destroy(u);
+	}
+	free_docs(docs, n);
+	if (rc != 0)
+		return rc;
+
+	/* 3. Queued jobs never confirmed published (the API died between
+	 * insert and produce). Taking one moves its updatedAt, so only one
+	 * sweeper publishes it. */
+	f = BCON_NEW("status", BCON_UTF8("queued"), "published", BCON_BOOL(false), "updatedAt", "{",
+	             "$lt", BCON_DATE_TIME(now - grace_ms), "}");
+	rc = find_docs(s, f, limit, &docs, &n, err);
+	bson_destroy(f);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const char *id = doc_str(docs[i], "_id");
+		bson_t *cf = BCON_NEW("_id", BCON_UTF8(id), "status", BCON_UTF8("queued"), "published",
+		                      BCON_BOOL(false), "updatedAt",
+		                      BCON_DATE_TIME(doc_date(docs[i], "updatedAt")));
+		bson_t *u = BCON_NEW("$set", "{", "updatedAt", BCON_DATE_TIME(now), "}");
+		bson_t *doc;
+		rc = find_and_modify(s, cf, u, &doc, err);
+		if (rc == 0 && doc) {
+			st->unpublished++;
+			publish_doc(s, doc, publish, opaque);
+			bson_destroy(doc);
+		} else if (rc == 0) {
+			st->lost_races++;
+		}
+		bson_destroy(cf);
+		bson_destroy(u);
+	}
+	free_docs(docs, n);
+	return rc;
+}

@@ -94,3 +94,24 @@ int djob_store_ping(djob_store_t *store, djob_error_t *err);
 int64_t djob_retry_backoff_ms(int attempts);
 
 #endif
+
+/* ---- the scheduler's sweep ---- */
+
+/* Publish one job (a JSON document); 0 when Kafka acknowledged it. */
+typedef int (*djob_store_publish_fn)(void *opaque, const char *id, const char *type,
+                                     const char *doc_json, djob_error_t *err);
+
+typedef struct {
+	int due;         /* scheduled jobs whose runAt came: requeued and published */
+	int expired;     /* processing jobs whose lease ran out: requeued */
+	int exhausted;   /* ... of which had no attempt left: failed */
+	int unpublished; /* queued jobs never confirmed published: published */
+	int lost_races;  /* another sweeper changed the job first */
+} djob_sweep_stats_t;
+
+/* One sweep: every step is a conditional write, so several sweepers may
+ * run at once. `grace_ms` is how long a queued job may stay unpublished
+ * before it is published again. At most `limit` jobs per step. */
+int djob_store_sweep(djob_store_t *store, int64_t now, int64_t grace_ms, int limit,
+                     djob_store_publish_fn publish, void *opaque, djob_sweep_stats_t *stats,
+                     djob_error_t *err);

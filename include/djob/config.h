@@ -22,9 +22,14 @@
  *   lease.ms            [DJOB_LEASE_MS]                            30000
  *   max.attempts        [DJOB_MAX_ATTEMPTS]                        3
  *   topic.prefix        [DJOB_TOPIC_PREFIX]                        jobs.
+ *   types               [DJOB_TYPES]  job types accepted   compute,file,blockchain,data
+ *   topic.partitions    [DJOB_TOPIC_PARTITIONS]  partitions of created topics  3
+ *   scheduler.interval.ms [DJOB_SCHEDULER_INTERVAL_MS]             1000
+ *   scheduler.grace.ms  [DJOB_SCHEDULER_GRACE_MS]  unpublished for this long: publish  10000
+ *   scheduler.batch     [DJOB_SCHEDULER_BATCH]  jobs per sweep step  100
  *   log.level           [DJOB_LOG_LEVEL]  error|warning|info|debug  warning
  *   kafka.<property>    [DJOB_KAFKA_<PROPERTY>, '_' read as '.']  passed to librdkafka
- *                       as <property> (SASL, TLS, ...)
+ *                       as <property> (SASL, TLS, ...); kafka.brokers is not passed
  *
  * Thread safety: a configuration has one owner and is not locked. Clients
  * and workers copy it when they are created, so it may be changed or freed

@@ -14,5 +14,6 @@
 #include "job.h"
 #include "client.h"
 #include "worker.h"
+#include "scheduler.h"
 
 #endif

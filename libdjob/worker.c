@@ -8,6 +8,8 @@
  */
 #include "kafka.h"
 #include "sink_private.h"
+#include "worker_private.h"
+#include "metrics.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -73,6 +75,11 @@ struct djob_worker_s {
 	bool bg_started;
 
 	atomic_long processed, completed, failed, retried, skipped, stale;
+
+	/* Metrics hooks (worker_private.h). */
+	djob_worker_job_hook_fn job_hook;
+	void *job_hook_opaque;
+	atomic_llong lag;
 };
 
 static void sleep_ms(long ms)
@@ -106,6 +113,7 @@ int djob_worker_new(djob_worker_t **out, const djob_config_t *conf, djob_error_t
 	if (w->concurrency < 1)
 		w->concurrency = 1;
 	w->lease_ms = djob_config_get_int(conf, "lease.ms");
+	atomic_store(&w->lag, -1);
 	if (w->lease_ms < 1000)
 		w->lease_ms = 30000;
 	pthread_mutex_init(&w->mu, NULL);
@@ -277,6 +285,12 @@ static void *lease_loop(void *arg)
 
 /* ---- running one job ---- */
 
+static void report(djob_worker_t *w, const djob_job_t *job, const char *outcome, double secs)
+{
+	if (w->job_hook)
+		w->job_hook(w->job_hook_opaque, job ? job->type : "unknown", outcome, secs);
+}
+
 /* Claim, run, record. Returns false when the task was abandoned (stop
  * requested while the store could not be reached). */
 static bool process(djob_worker_t *w, task_t *t)
@@ -284,6 +298,7 @@ static bool process(djob_worker_t *w, task_t *t)
 	djob_job_t *job = t->job;
 	if (!job) {
 		atomic_fetch_add(&w->skipped, 1);
+		report(w, NULL, "skipped", -1);
 		return true;
 	}
 	job->worker_id = w->id;
@@ -304,6 +319,7 @@ static bool process(djob_worker_t *w, task_t *t)
 			djob_logf(w->conf, DJOB_LOG_INFO, "worker", "Job %s skipped: %s", job->id,
 			          e.message);
 			atomic_fetch_add(&w->skipped, 1);
+			report(w, job, "skipped", -1);
 			return true;
 		}
 		if (atomic_load(&w->stopping))
@@ -317,12 +333,14 @@ static bool process(djob_worker_t *w, task_t *t)
 	handler_t *h = find_handler(w, job->type);
 	djob_job_status_t outcome;
 	running_add(w, t);
+	int64_t started = djob_mono_ms();
 	if (h) {
 		outcome = h->fn(job, h->user_data);
 	} else {
 		djob_job_set_error(job, "No handler for this job type");
 		outcome = DJOB_JOB_FAIL;
 	}
+	double secs = (double)(djob_mono_ms() - started) / 1000.0;
 	running_remove(w, t);
 	if (outcome != DJOB_JOB_DONE && outcome != DJOB_JOB_RETRY && outcome != DJOB_JOB_FAIL) {
 		djob_job_set_error(job, "Handler returned an unknown status");
@@ -341,6 +359,7 @@ static bool process(djob_worker_t *w, task_t *t)
 			djob_logf(w->conf, DJOB_LOG_WARNING, "worker", "Job %s: result refused: %s",
 			          job->id, e.message);
 			atomic_fetch_add(&w->stale, 1);
+			report(w, job, "stale", secs);
 			return true;
 		}
 		if (atomic_load(&w->stopping)) {
@@ -354,12 +373,17 @@ static bool process(djob_worker_t *w, task_t *t)
 		sleep_ms(backoff);
 		backoff = backoff * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : backoff * 2;
 	}
-	if (outcome == DJOB_JOB_DONE)
+	const char *what = "failed";
+	if (outcome == DJOB_JOB_DONE) {
 		atomic_fetch_add(&w->completed, 1);
-	else if (outcome == DJOB_JOB_RETRY && job->attempts < job->max_attempts)
+		what = "completed";
+	} else if (outcome == DJOB_JOB_RETRY && job->attempts < job->max_attempts) {
 		atomic_fetch_add(&w->retried, 1);
-	else
+		what = "retried";
+	} else {
 		atomic_fetch_add(&w->failed, 1);
+	}
+	report(w, job, what, secs);
 	return true;
 }
 
@@ -534,6 +558,15 @@ static void enqueue(djob_worker_t *w, const rd_kafka_message_t *m)
 
 /* ---- run ---- */
 
+/* librdkafka's statistics (on the polling thread): keep the lag. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+	(void)rk;
+	djob_worker_t *w = opaque;
+	atomic_store(&w->lag, djob_kafka_stats_consumer_lag(json, len));
+	return 0;
+}
+
 static int make_consumer(djob_worker_t *w, djob_error_t *err)
 {
 	rd_kafka_conf_t *kc = djob_kafka_conf_new(w->conf, err);
@@ -547,6 +580,7 @@ static int make_consumer(djob_worker_t *w, djob_error_t *err)
 		{"auto.offset.reset", "earliest"},
 		{"session.timeout.ms", "10000"},
 		{"heartbeat.interval.ms", "1000"},
+		{"statistics.interval.ms", "5000"}, /* consumer lag for metrics */
 	};
 	for (size_t i = 0; rc == 0 && i < sizeof defaults / sizeof defaults[0]; i++)
 		rc = djob_kafka_conf_default(kc, w->conf, defaults[i][0], defaults[i][1], err);
@@ -555,6 +589,7 @@ static int make_consumer(djob_worker_t *w, djob_error_t *err)
 		return rc;
 	}
 	rd_kafka_conf_set_rebalance_cb(kc, rebalance);
+	rd_kafka_conf_set_stats_cb(kc, stats_cb);
 	rd_kafka_conf_set_opaque(kc, w);
 	char errstr[512];
 	w->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof errstr);
@@ -771,4 +806,17 @@ int djob_worker_stats(char **json_out, const djob_worker_t *w, djob_error_t *err
 	*json_out = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	return *json_out ? 0 : djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+}
+
+/* ---- metrics hooks (worker_private.h) ---- */
+
+void djob_worker_set_job_hook(djob_worker_t *w, djob_worker_job_hook_fn fn, void *opaque)
+{
+	w->job_hook = fn;
+	w->job_hook_opaque = opaque;
+}
+
+long long djob_worker_consumer_lag(const djob_worker_t *w)
+{
+	return atomic_load(&((djob_worker_t *)w)->lag);
 }

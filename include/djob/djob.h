@@ -14,6 +14,7 @@
 #include "job.h"
 #include "client.h"
 #include "worker.h"
+#include "server.h"
 #include "scheduler.h"
 
 #endif

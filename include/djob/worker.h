@@ -52,6 +52,15 @@ DJOB_EXTERN int djob_sink_new(djob_sink_t **out, const djob_sink_ops_t *ops, voi
 DJOB_EXTERN int djob_sink_store_new(djob_sink_t **out, const djob_config_t *conf,
                                     djob_error_t *err);
 
+/* The api sink: PATCH /jobs/:id on djob-api at the config key api.url
+ * with "Authorization: Bearer <token>" (config key token), for workers that
+ * hold no database credentials. A 409 answer is DJOB_ECONFLICT, 404
+ * DJOB_ENOTFOUND, 400 DJOB_EINVAL, anything else (unreachable, 5xx, 401,
+ * 403) DJOB_EHTTP, retriable.
+ * Ownership: conf is copied; free *out with djob_sink_free. */
+DJOB_EXTERN int djob_sink_api_new(djob_sink_t **out, const djob_config_t *conf,
+                                  djob_error_t *err);
+
 /* NULL is a no-op. */
 DJOB_EXTERN void djob_sink_free(djob_sink_t *sink);
 

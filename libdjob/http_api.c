@@ -1,0 +1,259 @@
+/*
+ * The API server: the REST contract of DESIGN §2 on civetweb. Each route
+ * checks method and token, then makes one djob_client_t call; the client
+ * validates everything before it writes, so a refused request changes
+ * nothing.
+ */
+#include "http_private.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct djob_api_server_s {
+	djob_http_t http;
+	djob_client_t *client;
+};
+
+#define JOBS_PREFIX "/jobs/"
+
+/* Count submitted jobs by type: the body was accepted, so it parses. */
+static void count_submitted(djob_api_server_t *s, const char *body, size_t len)
+{
+	cJSON *doc = cJSON_ParseWithLength(body, len);
+	const cJSON *o;
+	char labels[128];
+	for (o = cJSON_IsArray(doc) ? doc->child : doc; o;
+	     o = cJSON_IsArray(doc) ? o->next : NULL) {
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
+		if (!cJSON_IsString(t))
+			continue;
+		snprintf(labels, sizeof labels, "type=\"%s\",status=\"submitted\"", t->valuestring);
+		djob_metrics_add(s->http.metrics, "djob_jobs_total", labels, 1);
+	}
+	cJSON_Delete(doc);
+}
+
+static void count_job(djob_api_server_t *s, const char *json, const char *status)
+{
+	cJSON *doc = cJSON_Parse(json);
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(doc, "type");
+	char labels[128];
+	if (cJSON_IsString(t)) {
+		snprintf(labels, sizeof labels, "type=\"%s\",status=\"%s\"", t->valuestring,
+		         status);
+		djob_metrics_add(s->http.metrics, "djob_jobs_total", labels, 1);
+	}
+	cJSON_Delete(doc);
+}
+
+/* Send a libdjob call's outcome: its JSON with `ok_status`, or its error. */
+static void reply(djob_http_req_t *r, int rc, const djob_error_t *e, char *json, int ok_status)
+{
+	if (rc == 0)
+		djob_http_send_json(r, ok_status, json);
+	else
+		djob_http_send_djob_error(r, rc, e);
+	djob_free(json);
+}
+
+static void post_jobs(djob_api_server_t *s, djob_http_req_t *r)
+{
+	char *body, *out = NULL;
+	size_t len;
+	if (djob_http_read_body(r, &body, &len) != 0)
+		return;
+	djob_error_t e;
+	int created = 0;
+	const char *key = mg_get_header(r->conn, "Idempotency-Key");
+	int rc = djob_client_submit_json(&out, &created, s->client, body, len, key, &e);
+	if (rc == 0 && created)
+		count_submitted(s, body, len);
+	reply(r, rc, &e, out, created ? 201 : 200);
+	free(body);
+}
+
+static void list_jobs(djob_api_server_t *s, djob_http_req_t *r)
+{
+	const char *q = r->ri->query_string;
+	char *status = djob_http_query(q, "status"), *type = djob_http_query(q, "type");
+	char *limit_s = djob_http_query(q, "limit"), *after = djob_http_query(q, "after");
+	int limit = 0, rc = 0;
+	djob_error_t e;
+	char *out = NULL;
+	if (limit_s && *limit_s) {
+		char *end;
+		long l = strtol(limit_s, &end, 10);
+		if (*end || l < 1 || l > 1000)
+			rc = djob_set_error(&e, DJOB_EINVAL, 0, "limit must be from 1 to 1000");
+		limit = (int)l;
+	}
+	if (rc == 0)
+		rc = djob_client_list(&out, s->client, status && *status ? status : NULL,
+		                      type && *type ? type : NULL, limit,
+		                      after && *after ? after : NULL, &e);
+	reply(r, rc, &e, out, 200);
+	free(status);
+	free(type);
+	free(limit_s);
+	free(after);
+}
+
+static void patch_job(djob_api_server_t *s, djob_http_req_t *r, const char *id)
+{
+	char *body, *out = NULL;
+	size_t len;
+	djob_error_t e;
+	/* A malformed id is refused before the body is read. */
+	if (!djob_id_is_valid(id)) {
+		djob_http_send_error(r, 400, "Malformed job id");
+		return;
+	}
+	if (djob_http_read_body(r, &body, &len) != 0)
+		return;
+	int rc = djob_client_update(&out, s->client, id, body, len, &e);
+	reply(r, rc, &e, out, 200);
+	free(body);
+}
+
+/* /jobs/:id and /jobs/:id/retry. */
+static void job_routes(djob_api_server_t *s, djob_http_req_t *r, const char *rest)
+{
+	const char *m = r->ri->request_method;
+	char id[64];
+	const char *slash = strchr(rest, '/');
+	size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
+	snprintf(id, sizeof id, "%.*s", idlen < sizeof id ? (int)idlen : 0, rest);
+	if (idlen >= sizeof id)
+		snprintf(id, sizeof id, "-"); /* too long: certainly malformed */
+	djob_error_t e;
+	char *out = NULL;
+	int rc;
+	if (slash) {
+		r->route = "/jobs/:id/retry";
+		if (strcmp(slash, "/retry") != 0) {
+			r->route = "other";
+			djob_http_send_error(r, 404, "No such route");
+		} else if (strcmp(m, "POST") != 0) {
+			djob_http_send_405(r, "POST");
+		} else if (djob_http_authorize(r, DJOB_PERM_ADMIN) == 0) {
+			rc = djob_client_retry(&out, s->client, id, &e);
+			if (rc == 0)
+				count_job(s, out, "requeued");
+			reply(r, rc, &e, out, 200);
+		}
+		return;
+	}
+	r->route = "/jobs/:id";
+	if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
+		if (djob_http_authorize(r, DJOB_PERM_READ) == 0) {
+			rc = djob_client_get(&out, s->client, id, &e);
+			reply(r, rc, &e, out, 200);
+		}
+	} else if (strcmp(m, "PATCH") == 0) {
+		if (djob_http_authorize(r, DJOB_PERM_UPDATE) == 0)
+			patch_job(s, r, id);
+	} else if (strcmp(m, "DELETE") == 0) {
+		if (djob_http_authorize(r, DJOB_PERM_ADMIN) == 0) {
+			rc = djob_client_cancel(&out, s->client, id, &e);
+			if (rc == 0)
+				count_job(s, out, "cancelled");
+			reply(r, rc, &e, out, 200);
+		}
+	} else {
+		djob_http_send_405(r, "GET, PATCH, DELETE");
+	}
+}
+
+static int api_handler(struct mg_connection *conn, void *cbdata)
+{
+	djob_api_server_t *s = cbdata;
+	djob_http_req_t r;
+	djob_http_req_begin(&r, &s->http, conn);
+	const char *uri = r.ri->local_uri ? r.ri->local_uri : "";
+	const char *m = r.ri->request_method;
+	bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+	if (strcmp(uri, "/health") == 0) {
+		r.route = "/health";
+		if (get)
+			djob_http_send_json(&r, 200, "{\"status\":\"ok\"}");
+		else
+			djob_http_send_405(&r, "GET");
+	} else if (strcmp(uri, "/metrics") == 0) {
+		r.route = "/metrics";
+		char *text = get ? djob_metrics_render(s->http.metrics) : NULL;
+		if (!get)
+			djob_http_send_405(&r, "GET");
+		else if (!text)
+			djob_http_send_error(&r, 500, "Out of memory");
+		else
+			djob_http_send(&r, 200, "text/plain; version=0.0.4", text, strlen(text),
+			               NULL, NULL);
+		free(text);
+	} else if (strcmp(uri, "/jobs") == 0) {
+		r.route = "/jobs";
+		if (strcmp(m, "POST") == 0) {
+			if (djob_http_authorize(&r, DJOB_PERM_SUBMIT) == 0)
+				post_jobs(s, &r);
+		} else if (get) {
+			if (djob_http_authorize(&r, DJOB_PERM_READ) == 0)
+				list_jobs(s, &r);
+		} else {
+			djob_http_send_405(&r, "GET, POST");
+		}
+	} else if (strncmp(uri, JOBS_PREFIX, strlen(JOBS_PREFIX)) == 0) {
+		job_routes(s, &r, uri + strlen(JOBS_PREFIX));
+	} else {
+		djob_http_send_error(&r, 404, "No such route");
+	}
+	return djob_http_req_end(&r);
+}
+
+int djob_api_server_new(djob_api_server_t **out, djob_client_t *client, const djob_config_t *conf,
+                        djob_error_t *err)
+{
+	*out = NULL;
+	if (!client || !conf)
+		return djob_set_error(err, DJOB_EINVAL, 0,
+		                      "A client and a configuration are required");
+	djob_api_server_t *s = calloc(1, sizeof *s);
+	if (!s)
+		return djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	int rc = djob_http_init(&s->http, conf, "api", err);
+	if (rc != 0) {
+		free(s);
+		return rc;
+	}
+	s->client = client;
+	if (djob_metrics_declare(s->http.metrics, "djob_jobs_total", DJOB_METRIC_COUNTER,
+	                         "Jobs by type and status (submitted, cancelled, requeued)")) {
+		djob_api_server_free(s);
+		return djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	}
+	*out = s;
+	return 0;
+}
+
+int djob_api_server_start(djob_api_server_t *s, int port, djob_error_t *err)
+{
+	long p = port > 0 ? port : djob_config_get_int(s->http.conf, "api.port");
+	return djob_http_start(&s->http, p, api_handler, s, err);
+}
+
+void djob_api_server_stop(djob_api_server_t *s)
+{
+	djob_http_stop(&s->http);
+}
+
+int djob_api_server_port(const djob_api_server_t *s)
+{
+	return djob_http_port(&s->http);
+}
+
+void djob_api_server_free(djob_api_server_t *s)
+{
+	if (!s)
+		return;
+	djob_http_cleanup(&s->http);
+	free(s);
+}

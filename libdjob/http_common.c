@@ -1,0 +1,429 @@
+/*
+ * Shared by the API and worker HTTP servers: civetweb start and stop,
+ * bearer tokens with roles, JSON replies, bounded body reads, the access
+ * log and request metrics.
+ */
+#include "http_private.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_once_t civetweb_once = PTHREAD_ONCE_INIT;
+
+static void civetweb_init(void)
+{
+	mg_init_library(0);
+}
+
+static int role_perms(const char *role, size_t len, unsigned *perms)
+{
+	if (len == 6 && strncmp(role, "submit", 6) == 0)
+		*perms = DJOB_PERM_SUBMIT | DJOB_PERM_READ;
+	else if (len == 6 && strncmp(role, "worker", 6) == 0)
+		*perms = DJOB_PERM_UPDATE | DJOB_PERM_READ;
+	else if (len == 5 && strncmp(role, "admin", 5) == 0)
+		*perms = DJOB_PERM_READ | DJOB_PERM_SUBMIT | DJOB_PERM_UPDATE | DJOB_PERM_ADMIN;
+	else
+		return -1;
+	return 0;
+}
+
+/* "tok1:submit,tok2:worker" into h->tokens. */
+static int parse_tokens(djob_http_t *h, const char *spec, djob_error_t *err)
+{
+	if (!spec || !*spec)
+		return 0;
+	size_t n = 1;
+	for (const char *p = spec; *p; p++)
+		n += *p == ',';
+	h->tokens = calloc(n, sizeof *h->tokens);
+	if (!h->tokens)
+		return djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	for (const char *p = spec; *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		const char *colon = memchr(p, ':', len);
+		unsigned perms;
+		if (!colon || colon == p ||
+		    role_perms(colon + 1, len - (size_t)(colon + 1 - p), &perms) != 0)
+			return djob_set_error(
+				err, DJOB_EINVAL, 0,
+				"api.tokens must be token:role pairs with roles submit, "
+				"worker or admin");
+		djob_http_token_t *t = &h->tokens[h->ntokens];
+		t->len = (size_t)(colon - p);
+		t->token = strndup(p, t->len);
+		t->perms = perms;
+		if (!t->token)
+			return djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+		h->ntokens++;
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	return 0;
+}
+
+int djob_http_init(djob_http_t *h, const djob_config_t *conf, const char *component,
+                   djob_error_t *err)
+{
+	memset(h, 0, sizeof *h);
+	pthread_once(&civetweb_once, civetweb_init);
+	h->component = component;
+	int rc = djob_config_dup(&h->conf, conf, err);
+	if (rc == 0)
+		rc = parse_tokens(h, djob_config_get(conf, "api.tokens"), err);
+	if (rc == 0 && !(h->metrics = djob_metrics_new()))
+		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	if (rc == 0 &&
+	    (djob_metrics_declare(h->metrics, "djob_http_requests_total", DJOB_METRIC_COUNTER,
+	                          "HTTP requests by route, method and status code") ||
+	     djob_metrics_declare(h->metrics, "djob_http_request_duration_seconds",
+	                          DJOB_METRIC_HISTOGRAM, "HTTP request duration by route")))
+		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	h->body_max = djob_config_get_int(conf, "api.body.max.bytes");
+	if (rc != 0)
+		djob_http_cleanup(h);
+	return rc;
+}
+
+void djob_http_cleanup(djob_http_t *h)
+{
+	djob_http_stop(h);
+	for (size_t i = 0; i < h->ntokens; i++) {
+		/* Tokens are secrets: do not leave them in freed memory. */
+		explicit_bzero(h->tokens[i].token, h->tokens[i].len);
+		free(h->tokens[i].token);
+	}
+	free(h->tokens);
+	h->tokens = NULL;
+	h->ntokens = 0;
+	djob_metrics_free(h->metrics);
+	h->metrics = NULL;
+	djob_config_free(h->conf);
+	h->conf = NULL;
+}
+
+static int civetweb_log(const struct mg_connection *conn, const char *message)
+{
+	djob_http_t *h = mg_get_user_data(mg_get_context(conn));
+	djob_logf(h ? h->conf : NULL, DJOB_LOG_WARNING, h ? h->component : "http", "civetweb: %s",
+	          message);
+	return 1;
+}
+
+static bool is_loopback(const char *addr)
+{
+	return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
+	       strcmp(addr, "[::1]") == 0 || strcmp(addr, "localhost") == 0;
+}
+
+int djob_http_start(djob_http_t *h, long port, mg_request_handler handler, void *cbdata,
+                    djob_error_t *err)
+{
+	if (h->ctx)
+		return djob_set_error(err, DJOB_ESTATE, 0, "The server is already running");
+	const char *listen = djob_config_get(h->conf, "api.listen");
+	if (listen && !*listen)
+		listen = NULL;
+	if (listen && h->ntokens == 0 && !is_loopback(listen))
+		return djob_set_error(err, DJOB_EINVAL, 0,
+		                      "Refusing to listen on %s without api.tokens: set tokens or "
+		                      "listen on 127.0.0.1",
+		                      listen);
+	if (!listen) {
+		listen = h->ntokens ? "0.0.0.0" : "127.0.0.1";
+		if (!h->ntokens)
+			djob_logf(h->conf, DJOB_LOG_WARNING, h->component,
+			          "No api.tokens configured: listening on 127.0.0.1 only, without "
+			          "authentication");
+	}
+	char ports[128];
+	if (strchr(listen, ':') && listen[0] != '[')
+		snprintf(ports, sizeof ports, "[%s]:%ld", listen, port);
+	else
+		snprintf(ports, sizeof ports, "%s:%ld", listen, port);
+	const char *options[] = {
+		"listening_ports",   ports, "num_threads", "64", "request_timeout_ms", "30000",
+		"enable_keep_alive", "yes", NULL};
+	struct mg_callbacks cb;
+	memset(&cb, 0, sizeof cb);
+	cb.log_message = civetweb_log;
+	char ebuf[256] = "";
+	struct mg_error_data ed = {0};
+	ed.text = ebuf;
+	ed.text_buffer_size = sizeof ebuf;
+	struct mg_init_data init = {0};
+	init.callbacks = &cb;
+	init.user_data = h;
+	init.configuration_options = options;
+	h->ctx = mg_start2(&init, &ed);
+	if (!h->ctx)
+		return djob_set_error(err, DJOB_EINVAL, 1, "Cannot listen on %s: %s", ports,
+		                      ebuf[0] ? ebuf : "unknown error");
+	mg_set_request_handler(h->ctx, "/", handler, cbdata);
+	djob_logf(h->conf, DJOB_LOG_INFO, h->component, "Listening on %s", ports);
+	return 0;
+}
+
+void djob_http_stop(djob_http_t *h)
+{
+	if (h->ctx) {
+		mg_stop(h->ctx);
+		h->ctx = NULL;
+	}
+}
+
+int djob_http_port(const djob_http_t *h)
+{
+	struct mg_server_port p[4];
+	if (!h->ctx)
+		return -1;
+	int n = mg_get_server_ports(h->ctx, 4, p);
+	return n > 0 ? p[0].port : -1;
+}
+
+void djob_http_req_begin(djob_http_req_t *r, djob_http_t *h, struct mg_connection *conn)
+{
+	memset(r, 0, sizeof *r);
+	r->h = h;
+	r->conn = conn;
+	r->ri = mg_get_request_info(conn);
+	r->route = "other";
+	r->start_ms = djob_mono_ms();
+}
+
+int djob_http_req_end(djob_http_req_t *r)
+{
+	double secs = (double)(djob_mono_ms() - r->start_ms) / 1000.0;
+	char labels[160], method[16];
+	djob_metrics_escape(r->ri->request_method ? r->ri->request_method : "", method,
+	                    sizeof method);
+	snprintf(labels, sizeof labels, "route=\"%s\",method=\"%s\",code=\"%d\"", r->route, method,
+	         r->status);
+	djob_metrics_add(r->h->metrics, "djob_http_requests_total", labels, 1);
+	snprintf(labels, sizeof labels, "route=\"%s\"", r->route);
+	djob_metrics_observe(r->h->metrics, "djob_http_request_duration_seconds", labels, secs);
+	/* Health checks and scrapes would drown the log at info level. */
+	djob_log_level_t level =
+		strcmp(r->route, "/health") == 0 || strcmp(r->route, "/metrics") == 0
+			? DJOB_LOG_DEBUG
+			: DJOB_LOG_INFO;
+	djob_logf(r->h->conf, level, "access", "%s %s %d %.1f ms %s", method,
+	          r->ri->local_uri ? r->ri->local_uri : "", r->status, secs * 1000.0,
+	          r->ri->remote_addr);
+	return r->status;
+}
+
+void djob_http_send(djob_http_req_t *r, int status, const char *content_type, const char *body,
+                    size_t len, const char *extra_name, const char *extra_value)
+{
+	char clen[32];
+	snprintf(clen, sizeof clen, "%zu", len);
+	r->status = status;
+	if (r->close)
+		mg_disable_connection_keep_alive(r->conn);
+	mg_response_header_start(r->conn, status);
+	mg_response_header_add(r->conn, "Content-Type", content_type, -1);
+	mg_response_header_add(r->conn, "Content-Length", clen, -1);
+	mg_response_header_add(r->conn, "Cache-Control", "no-store", -1);
+	if (extra_name && extra_value)
+		mg_response_header_add(r->conn, extra_name, extra_value, -1);
+	mg_response_header_send(r->conn);
+	if (len > 0 && strcmp(r->ri->request_method, "HEAD") != 0)
+		mg_write(r->conn, body, len);
+}
+
+void djob_http_send_json(djob_http_req_t *r, int status, const char *json)
+{
+	if (!json)
+		json = "{}";
+	djob_http_send(r, status, "application/json", json, strlen(json), NULL, NULL);
+}
+
+static char *error_json(const char *message)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "error", message);
+	char *s = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return s;
+}
+
+static void send_error_with(djob_http_req_t *r, int status, const char *message,
+                            const char *extra_name, const char *extra_value)
+{
+	char *s = error_json(message);
+	const char *body = s ? s : "{\"error\":\"Out of memory\"}";
+	djob_http_send(r, status, "application/json", body, strlen(body), extra_name, extra_value);
+	free(s);
+}
+
+void djob_http_send_error(djob_http_req_t *r, int status, const char *message)
+{
+	send_error_with(r, status, message, NULL, NULL);
+}
+
+void djob_http_send_djob_error(djob_http_req_t *r, int code, const djob_error_t *e)
+{
+	int status = djob_error_http_status(code);
+	const char *msg = e && e->message[0] ? e->message : djob_strerror(code);
+	if (status >= 500)
+		djob_logf(r->h->conf, DJOB_LOG_WARNING, r->h->component, "%s %s: %s",
+		          r->ri->request_method, r->ri->local_uri ? r->ri->local_uri : "", msg);
+	djob_http_send_error(r, status, msg);
+}
+
+void djob_http_send_405(djob_http_req_t *r, const char *allow)
+{
+	char msg[128];
+	snprintf(msg, sizeof msg, "Method %.16s is not allowed here (allowed: %s)",
+	         r->ri->request_method, allow);
+	send_error_with(r, 405, msg, "Allow", allow);
+}
+
+int djob_http_const_eq(const char *a, size_t alen, const char *b, size_t blen)
+{
+	volatile unsigned char d = alen != blen;
+	size_t n = alen > blen ? alen : blen;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ca = i < alen ? (unsigned char)a[i] : 0;
+		unsigned char cb = i < blen ? (unsigned char)b[i] : 0;
+		d |= (unsigned char)(ca ^ cb);
+	}
+	return d == 0;
+}
+
+int djob_http_authorize(djob_http_req_t *r, unsigned perm)
+{
+	if (perm == DJOB_PERM_NONE || r->h->ntokens == 0)
+		return 0;
+	const char *auth = mg_get_header(r->conn, "Authorization");
+	const char *tok = NULL;
+	if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+		tok = auth + 7;
+		while (*tok == ' ')
+			tok++;
+	}
+	unsigned perms = 0;
+	bool found = false;
+	size_t tlen = tok ? strlen(tok) : 0;
+	/* Every configured token is compared, so timing tells nothing about
+	 * which one (or how much of one) matched. */
+	for (size_t i = 0; tok && i < r->h->ntokens; i++) {
+		int eq = djob_http_const_eq(tok, tlen, r->h->tokens[i].token, r->h->tokens[i].len);
+		perms |= eq ? r->h->tokens[i].perms : 0;
+		found |= eq;
+	}
+	if (!found) {
+		send_error_with(r, 401, "Missing or invalid bearer token", "WWW-Authenticate",
+		                "Bearer realm=\"djob\"");
+		return -1;
+	}
+	if (!(perms & perm)) {
+		djob_http_send_error(r, 403, "This token's role does not allow this request");
+		return -1;
+	}
+	return 0;
+}
+
+int djob_http_read_body(djob_http_req_t *r, char **body, size_t *len)
+{
+	*body = NULL;
+	*len = 0;
+	long long max = r->h->body_max > 0 ? r->h->body_max : 1048576;
+	long long cl = r->ri->content_length;
+	char msg[96];
+	snprintf(msg, sizeof msg, "Request body is over %lld bytes", max);
+	if (cl > max) {
+		/* Not read: the connection cannot be reused. */
+		r->close = true;
+		djob_http_send_error(r, 413, msg);
+		return -1;
+	}
+	size_t cap = cl >= 0 ? (size_t)cl + 1 : 4096;
+	char *buf = malloc(cap);
+	if (!buf) {
+		djob_http_send_error(r, 500, "Out of memory");
+		return -1;
+	}
+	size_t n = 0;
+	for (;;) {
+		if (n + 1 >= cap) {
+			if ((long long)n > max)
+				break;
+			char *b = realloc(buf, cap * 2);
+			if (!b) {
+				free(buf);
+				djob_http_send_error(r, 500, "Out of memory");
+				return -1;
+			}
+			buf = b;
+			cap *= 2;
+		}
+		int got = mg_read(r->conn, buf + n, cap - n - 1);
+		if (got <= 0)
+			break;
+		n += (size_t)got;
+		if ((long long)n > max)
+			break;
+	}
+	if ((long long)n > max) {
+		free(buf);
+		r->close = true;
+		djob_http_send_error(r, 413, msg);
+		return -1;
+	}
+	buf[n] = '\0';
+	*body = buf;
+	*len = n;
+	return 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+char *djob_http_query(const char *query, const char *name)
+{
+	size_t nlen = strlen(name);
+	for (const char *p = query; p && *p;) {
+		const char *end = strchr(p, '&');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+			const char *v = p + nlen + 1;
+			size_t vlen = len - nlen - 1;
+			char *out = malloc(vlen + 1);
+			size_t k = 0;
+			for (size_t i = 0; out && i < vlen; i++) {
+				int hi, lo;
+				if (v[i] == '+') {
+					out[k++] = ' ';
+				} else if (v[i] == '%' && i + 2 < vlen &&
+				           (hi = hexval(v[i + 1])) >= 0 &&
+				           (lo = hexval(v[i + 2])) >= 0) {
+					out[k++] = (char)(hi * 16 + lo);
+					i += 2;
+				} else {
+					out[k++] = v[i];
+				}
+			}
+			if (out)
+				out[k] = '\0';
+			return out;
+		}
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	return NULL;
+}

@@ -64,7 +64,9 @@ DJOB_EXTERN int djob_client_get(char **json_out, djob_client_t *client, const ch
 /* Apply a PATCH body: {"status":..., "result":{...}, "error":"...",
  * "workerId":..., "attempts":...}. The change must be a legal transition
  * (DJOB_ECONFLICT otherwise); with workerId and attempts it is fenced on the
- * lease (DJOB_ECONFLICT when stale). *json_out (may be NULL) receives the
+ * lease (DJOB_ECONFLICT when stale). A fenced completed or failed records
+ * the outcome as a worker's store sink would (history entry), and with
+ * "retry":true a failed one is scheduled again while attempts remain. *json_out (may be NULL) receives the
  * updated job. Ownership: *json_out is allocated, free with djob_free. */
 DJOB_EXTERN int djob_client_update(char **json_out, djob_client_t *client, const char *id,
                                    const char *body, size_t body_len, djob_error_t *err);

@@ -38,7 +38,7 @@ static const known_key_t known_keys[] = {
 	{"kafka.brokers", "DJOB_KAFKA_BROKERS", "127.0.0.1:9092", CHECK_STRING, 0, 0},
 	{"mongo.uri", "DJOB_MONGO_URI", "mongodb://127.0.0.1:27017/jobsdb", CHECK_MONGO_URI, 0, 0},
 	{"mongo.database", NULL, "jobsdb", CHECK_STRING, 0, 0},
-	{"mongo.collection", NULL, "jobs", CHECK_STRING, 0, 0},
+	{"mongo.collection", "DJOB_MONGO_COLLECTION", "jobs", CHECK_STRING, 0, 0},
 	{"api.port", "DJOB_API_PORT", "3000", CHECK_RANGE, 1, 65535},
 	{"api.listen", "DJOB_API_LISTEN", NULL, CHECK_STRING, 0, 0},
 	{"api.url", "DJOB_API_URL", "http://127.0.0.1:3000", CHECK_STRING, 0, 0},

@@ -6,7 +6,7 @@
  *   kafka.brokers       [DJOB_KAFKA_BROKERS, KAFKA_BROKER]  127.0.0.1:9092
  *   mongo.uri           [DJOB_MONGO_URI, MONGO_URI]  mongodb://127.0.0.1:27017/jobsdb
  *   mongo.database      database when the URI names none            jobsdb
- *   mongo.collection                                               jobs
+ *   mongo.collection    [DJOB_MONGO_COLLECTION]                    jobs
  *   api.port            [DJOB_API_PORT, PORT]                      3000
  *   api.listen          [DJOB_API_LISTEN]  address; default loopback unless tokens are set
  *   api.url             [DJOB_API_URL]                             http://127.0.0.1:3000

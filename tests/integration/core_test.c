@@ -113,6 +113,17 @@ static int int_field(const cJSON *j, const char *key)
 	return cJSON_IsNumber(v) ? v->valueint : -1;
 }
 
+/* Worker processes still running: killed if the test fails. */
+static pid_t workers[8];
+static int nworkers;
+
+static void kill_workers(void)
+{
+	for (int i = 0; i < nworkers; i++)
+		if (workers[i] > 0)
+			kill(workers[i], SIGKILL);
+}
+
 static pid_t spawn_worker(long slow_first_ms)
 {
 	char slow[32];
@@ -132,12 +143,22 @@ static pid_t spawn_worker(long slow_first_ms)
 		_exit(127);
 	}
 	EXPECT(pid > 0, "fork failed");
+	if (nworkers < 8)
+		workers[nworkers++] = pid;
 	return pid;
+}
+
+static void forget_worker(pid_t pid)
+{
+	for (int i = 0; i < nworkers; i++)
+		if (workers[i] == pid)
+			workers[i] = 0;
 }
 
 static void stop_worker(pid_t pid)
 {
 	int status;
+	forget_worker(pid);
 	kill(pid, SIGTERM);
 	for (int i = 0; i < 300; i++) {
 		if (waitpid(pid, &status, WNOHANG) == pid) {
@@ -321,6 +342,7 @@ static void test_worker_killed_inside_handler_leaves_job_to_the_other(void)
 	EXPECT(victim, "no worker started the job within 30 s");
 	kill((pid_t)victim, SIGKILL);
 	waitpid((pid_t)victim, NULL, 0);
+	forget_worker((pid_t)victim);
 	pid_t survivor = victim == w1 ? w2 : w1;
 	printf("ok killed worker %ld inside the handler\n", victim);
 	cJSON *j = wait_job(c, id, 60000);
@@ -472,6 +494,227 @@ static void test_prototype_message_is_processed(void)
 	djob_client_free(c);
 }
 
+/* ---- the scheduler ---- */
+
+static djob_scheduler_t *start_scheduler(void)
+{
+	djob_config_t *conf = test_config();
+	djob_error_t err;
+	djob_scheduler_t *s;
+	if (djob_config_set(conf, "scheduler.interval.ms", "200", &err) ||
+	    djob_config_set(conf, "scheduler.grace.ms", "1000", &err) ||
+	    djob_scheduler_new(&s, conf, &err) || djob_scheduler_start(s, &err))
+		fail("scheduler: %s", err.message);
+	djob_config_free(conf);
+	return s;
+}
+
+static char *submit_body(djob_client_t *c, const char *json)
+{
+	char *resp, *id;
+	int created;
+	djob_error_t err;
+	if (djob_client_submit_json(&resp, &created, c, json, strlen(json), NULL, &err))
+		fail("submit %s: %s", json, err.message);
+	cJSON *r = cJSON_Parse(resp);
+	id = strdup(str_field(r, "jobId"));
+	cJSON_Delete(r);
+	djob_free(resp);
+	return id;
+}
+
+static void test_job_failing_twice_then_succeeding_completes_on_attempt_3(void)
+{
+	djob_client_t *c = test_client();
+	djob_scheduler_t *s = start_scheduler();
+	pid_t w = spawn_worker(0);
+	char *id = submit_body(
+		c, "{\"type\":\"compute\",\"payload\":{\"input\":\"hello\",\"failTimes\":2},"
+		   "\"maxAttempts\":5}");
+	cJSON *j = wait_job(c, id, 60000);
+	EXPECT(strcmp(str_field(j, "status"), "completed") == 0, "status %s (%s)",
+	       str_field(j, "status"), str_field(j, "error"));
+	EXPECT(int_field(j, "attempts") == 3, "attempts %d", int_field(j, "attempts"));
+	const cJSON *h = cJSON_GetObjectItemCaseSensitive(j, "history");
+	EXPECT(cJSON_GetArraySize(h) == 3, "history has %d entries", cJSON_GetArraySize(h));
+	EXPECT(strcmp(str_field(cJSON_GetArrayItem(h, 0), "error"), "planned failure 1") == 0,
+	       "history[0].error %s", str_field(cJSON_GetArrayItem(h, 0), "error"));
+	EXPECT(strcmp(str_field(cJSON_GetArrayItem(h, 2), "status"), "completed") == 0,
+	       "history[2].status %s", str_field(cJSON_GetArrayItem(h, 2), "status"));
+	printf("ok job %s completed with attempts = 3 after two planned failures\n", id);
+	cJSON_Delete(j);
+	free(id);
+	stop_worker(w);
+	djob_scheduler_free(s);
+	djob_client_free(c);
+}
+
+static void test_always_failing_job_fails_after_max_attempts(void)
+{
+	djob_client_t *c = test_client();
+	djob_scheduler_t *s = start_scheduler();
+	pid_t w = spawn_worker(0);
+	char *id = submit_body(
+		c, "{\"type\":\"compute\",\"payload\":{\"input\":\"x\",\"failTimes\":100},"
+		   "\"maxAttempts\":2}");
+	cJSON *j = wait_job(c, id, 60000);
+	EXPECT(strcmp(str_field(j, "status"), "failed") == 0, "status %s", str_field(j, "status"));
+	EXPECT(int_field(j, "attempts") == 2, "attempts %d", int_field(j, "attempts"));
+	EXPECT(strcmp(str_field(j, "error"), "planned failure 2") == 0, "error %s",
+	       str_field(j, "error"));
+	printf("ok job %s failed after maxAttempts = 2 with \"%s\"\n", id, str_field(j, "error"));
+	/* An explicit retry requeues it with fresh attempts. */
+	char *out;
+	djob_error_t err;
+	EXPECT(djob_client_retry(&out, c, id, &err) == 0, "retry: %s", err.message);
+	cJSON *r = cJSON_Parse(out);
+	EXPECT(strcmp(str_field(r, "status"), "queued") == 0, "retry left status %s",
+	       str_field(r, "status"));
+	cJSON_Delete(r);
+	djob_free(out);
+	cJSON_Delete(wait_job(c, id, 60000));
+	cJSON_Delete(j);
+	free(id);
+	stop_worker(w);
+	djob_scheduler_free(s);
+	djob_client_free(c);
+}
+
+static void test_delayed_job_does_not_start_before_run_at(void)
+{
+	djob_client_t *c = test_client();
+	djob_scheduler_t *s = start_scheduler();
+	pid_t w = spawn_worker(0);
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	time_t at = now.tv_sec + 3; /* 2 to 3 s ahead, whole seconds */
+	struct tm tm;
+	gmtime_r(&at, &tm);
+	char run_at[32], body[256];
+	strftime(run_at, sizeof run_at, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
+	snprintf(body, sizeof body,
+	         "{\"type\":\"compute\",\"payload\":{\"input\":\"hello\"},\"runAt\":\"%s\"}", run_at);
+	char *id = submit_body(c, body);
+	cJSON *j = get_job(c, id);
+	EXPECT(strcmp(str_field(j, "status"), "scheduled") == 0, "status %s right after submit",
+	       str_field(j, "status"));
+	cJSON_Delete(j);
+	j = wait_job(c, id, 60000);
+	EXPECT(strcmp(str_field(j, "status"), "completed") == 0, "status %s", str_field(j, "status"));
+	EXPECT(strcmp(str_field(j, "startedAt"), run_at) >= 0, "started at %s, before runAt %s",
+	       str_field(j, "startedAt"), run_at);
+	printf("ok job %s with runAt %s started at %s\n", id, run_at, str_field(j, "startedAt"));
+	cJSON_Delete(j);
+	free(id);
+	stop_worker(w);
+	djob_scheduler_free(s);
+	djob_client_free(c);
+}
+
+static void test_expired_lease_is_recovered_by_the_scheduler(void)
+{
+	djob_client_t *c = test_client();
+	char *id = submit_body(c, "{\"type\":\"compute\",\"payload\":{\"input\":\"hello\"}}");
+	djob_error_t err;
+	/* A worker that claims and then vanishes. */
+	EXPECT(patch(c, id, "{\"status\":\"processing\",\"workerId\":\"gone\",\"leaseMs\":1000}",
+	             &err) == 0,
+	       "claim: %s", err.message);
+	djob_scheduler_t *s = start_scheduler();
+	pid_t w = spawn_worker(0);
+	cJSON *j = wait_job(c, id, 60000);
+	EXPECT(strcmp(str_field(j, "status"), "completed") == 0, "status %s", str_field(j, "status"));
+	EXPECT(int_field(j, "attempts") == 2, "attempts %d", int_field(j, "attempts"));
+	EXPECT(strcmp(str_field(j, "workerId"), "gone") != 0, "completed by the vanished worker");
+	printf("ok job %s recovered from an expired lease and completed on attempt 2\n", id);
+	cJSON_Delete(j);
+	free(id);
+	stop_worker(w);
+	djob_scheduler_free(s);
+	djob_client_free(c);
+}
+
+static void test_unpublished_job_is_published_by_the_scheduler(void)
+{
+	djob_client_t *c = test_client();
+	/* What an API that died between insert and produce leaves behind. */
+	char id[37];
+	snprintf(id, sizeof id, "%08x-0000-4000-8000-%012llx", (unsigned)getpid(),
+	         (unsigned long long)now_ms());
+	mongoc_client_t *mc =
+		mongoc_client_new(env_or("DJOB_MONGO_URI", "mongodb://127.0.0.1:27017/jobsdb"));
+	mongoc_collection_t *col = mongoc_client_get_collection(mc, "jobsdb", coll);
+	int64_t old = (int64_t)time(NULL) * 1000 - 5000;
+	bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "type", BCON_UTF8("compute"), "status",
+	                       BCON_UTF8("queued"), "payload", "{", "input", BCON_UTF8("hello"), "}",
+	                       "attempts", BCON_INT32(0), "maxAttempts", BCON_INT32(3), "createdAt",
+	                       BCON_DATE_TIME(old), "updatedAt", BCON_DATE_TIME(old), "published",
+	                       BCON_BOOL(false));
+	bson_error_t e;
+	EXPECT(mongoc_collection_insert_one(col, doc, NULL, NULL, &e), "insert: %s", e.message);
+	bson_destroy(doc);
+	mongoc_collection_destroy(col);
+	mongoc_client_destroy(mc);
+	djob_scheduler_t *s = start_scheduler();
+	pid_t w = spawn_worker(0);
+	cJSON *j = wait_job(c, id, 60000);
+	EXPECT(strcmp(str_field(j, "status"), "completed") == 0, "status %s", str_field(j, "status"));
+	printf("ok unpublished job %s was published by the scheduler and completed\n", id);
+	cJSON_Delete(j);
+	stop_worker(w);
+	djob_scheduler_free(s);
+	djob_client_free(c);
+}
+
+static void test_two_schedulers_never_run_a_job_twice(void)
+{
+	enum { N = 40 };
+	djob_client_t *c = test_client();
+	djob_scheduler_t *s1 = start_scheduler(), *s2 = start_scheduler();
+	pid_t w1 = spawn_worker(0), w2 = spawn_worker(0);
+	char *ids[N];
+	/* Every job fails once, so both schedulers race to republish it. */
+	for (int i = 0; i < N; i++)
+		ids[i] = submit_body(c, "{\"type\":\"compute\",\"payload\":{\"input\":\"hello\","
+		                        "\"failTimes\":1}}");
+	for (int i = 0; i < N; i++) {
+		cJSON *j = wait_job(c, ids[i], 120000);
+		EXPECT(strcmp(str_field(j, "status"), "completed") == 0, "job %d status %s", i,
+		       str_field(j, "status"));
+		EXPECT(int_field(j, "attempts") == 2, "job %d attempts %d", i,
+		       int_field(j, "attempts"));
+		cJSON_Delete(j);
+	}
+	stop_worker(w1);
+	stop_worker(w2);
+	size_t nr;
+	run_t *runs = read_runs(&nr);
+	int starts = 0;
+	for (size_t i = 0; i < nr; i++)
+		if (runs[i].kind == 'S') {
+			starts++;
+			for (size_t k = i + 1; k < nr; k++)
+				EXPECT(runs[k].kind != 'S' || strcmp(runs[k].id, runs[i].id) != 0 ||
+				               runs[k].attempt != runs[i].attempt,
+				       "job %s attempt %d ran twice", runs[i].id, runs[i].attempt);
+		}
+	EXPECT(starts == 2 * N, "%d handler runs for %d jobs of 2 attempts", starts, N);
+	char *st1, *st2;
+	djob_error_t err;
+	djob_scheduler_stats(&st1, s1, &err);
+	djob_scheduler_stats(&st2, s2, &err);
+	printf("ok %d jobs, %d handler runs, none twice; scheduler 1 %s; scheduler 2 %s\n", N,
+	       starts, st1, st2);
+	djob_free(st1);
+	djob_free(st2);
+	free(runs);
+	for (int i = 0; i < N; i++)
+		free(ids[i]);
+	djob_scheduler_free(s1);
+	djob_scheduler_free(s2);
+	djob_client_free(c);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -479,6 +722,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	test_name = argv[1];
+	atexit(kill_workers);
 	worker_path = argv[2];
 	setvbuf(stdout, NULL, _IONBF, 0);
 	long long t = now_ms();
@@ -498,6 +742,16 @@ int main(int argc, char **argv)
 		 test_worker_killed_inside_handler_leaves_job_to_the_other},
 		{"stale_worker_completion_is_refused", test_stale_worker_completion_is_refused},
 		{"prototype_message_is_processed", test_prototype_message_is_processed},
+		{"job_failing_twice_then_succeeding_completes_on_attempt_3",
+		 test_job_failing_twice_then_succeeding_completes_on_attempt_3},
+		{"always_failing_job_fails_after_max_attempts",
+		 test_always_failing_job_fails_after_max_attempts},
+		{"delayed_job_does_not_start_before_run_at", test_delayed_job_does_not_start_before_run_at},
+		{"expired_lease_is_recovered_by_the_scheduler",
+		 test_expired_lease_is_recovered_by_the_scheduler},
+		{"unpublished_job_is_published_by_the_scheduler",
+		 test_unpublished_job_is_published_by_the_scheduler},
+		{"two_schedulers_never_run_a_job_twice", test_two_schedulers_never_run_a_job_twice},
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
 		if (strcmp(tests[i].name, test_name) == 0) {

@@ -6,10 +6,13 @@
  * Usage: core_worker <prefix> <group> <collection> <run-log> [slow-first-ms]
  *   Each handler run appends "<job id> <pid> <attempt>\n" to run-log when it
  *   starts ("S ...") and when it returns ("E ..."). With slow-first-ms, the
- *   first attempt of a job sleeps that long inside the handler. The process
- *   stops cleanly on SIGTERM.
+ *   first attempt of a job sleeps that long inside the handler. A payload
+ *   with "failTimes": n makes attempts 1..n fail with RETRY and the error
+ *   "planned failure <attempt>". The process stops cleanly on SIGTERM.
  */
 #include <djob/djob.h>
+
+#include <cjson/cJSON.h>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -48,7 +51,21 @@ static djob_job_status_t counting_compute(djob_job_t *job, void *user_data)
 		struct timespec ts = {slow_first_ms / 1000, (slow_first_ms % 1000) * 1000000L};
 		nanosleep(&ts, NULL);
 	}
-	djob_job_status_t st = djob_handler_compute(job, NULL);
+	size_t len;
+	const char *payload = djob_job_payload(job, &len);
+	cJSON *p = cJSON_ParseWithLength(payload, len);
+	const cJSON *fail = cJSON_GetObjectItemCaseSensitive(p, "failTimes");
+	int fail_times = cJSON_IsNumber(fail) ? fail->valueint : 0;
+	cJSON_Delete(p);
+	djob_job_status_t st;
+	if (djob_job_attempts(job) <= fail_times) {
+		char msg[64];
+		snprintf(msg, sizeof msg, "planned failure %d", djob_job_attempts(job));
+		djob_job_set_error(job, msg);
+		st = DJOB_JOB_RETRY;
+	} else {
+		st = djob_handler_compute(job, NULL);
+	}
 	record('E', job);
 	return st;
 }

@@ -32,8 +32,10 @@ def test_python_compute_handler_results_match_hashlib(client, make_worker):
 
 def test_handler_sees_the_job(client, make_worker):
     seen = {}
+    kept = []
 
     def handler(job):
+        kept.append(job)
         seen.update(id=job.id, type=job.type, payload=job.payload, attempts=job.attempts,
                     max_attempts=job.max_attempts, worker_id=job.worker_id,
                     should_stop=job.should_stop())
@@ -49,6 +51,8 @@ def test_handler_sees_the_job(client, make_worker):
                     "attempts": 1, "max_attempts": 4, "worker_id": worker.id,
                     "should_stop": False}
     assert job["workerId"] == worker.id
+    # A job kept past its handler call is inert, not a dangling pointer.
+    assert kept[0].should_stop() is True
 
 
 def test_failed_job_keeps_the_exception_text_and_retry_completes_it(client, make_worker):

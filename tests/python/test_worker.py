@@ -7,7 +7,9 @@ update racing a running worker's claim can undo the claim (see the issue
 note)."""
 
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -103,16 +105,23 @@ def test_handler_returning_none_completes_without_a_result(client, make_worker):
     assert not job.get("result")
 
 
-def test_retry_exception_on_the_last_attempt_fails_with_its_message(client, make_worker):
+def test_retry_exception_schedules_another_attempt_or_fails_on_the_last(client, make_worker):
     def handler(job):
         raise djob.Retry(f"not yet (attempt {job.attempts})")
 
     job_id = client.submit("compute", {"input": "x"}, max_attempts=1)
+    again = client.submit("compute", {"input": "y"}, max_attempts=3)
     make_worker({"compute": handler})
     job = client.wait(job_id, timeout=30)
     assert job["status"] == "failed"
     assert job["error"] == "not yet (attempt 1)"
     assert job["attempts"] == 1
+    # With attempts left, the job is scheduled for later (the scheduler
+    # requeues it when runAt comes).
+    assert wait_until(lambda: client.get(again)["status"] == "scheduled", 30)
+    job = client.get(again)
+    assert job["error"] == "not yet (attempt 1)"
+    assert job["runAt"] > job["updatedAt"]
 
 
 def test_stop_from_another_thread_ends_a_blocking_run(config, client):
@@ -165,6 +174,31 @@ def test_stop_from_a_handler_stops_the_worker_without_deadlock(config, client):
     assert time.monotonic() - t0 < 60
     assert client.wait(job_id, timeout=10)["status"] == "completed"
     worker.close()
+
+
+def test_ctrl_c_stops_a_blocking_run_and_raises_keyboard_interrupt(config):
+    code = (
+        "import djob, sys\n"
+        f"w = djob.Worker({config!r})\n"
+        "w.register('compute', lambda job: {})\n"
+        "print('running', flush=True)\n"
+        "try:\n"
+        "    w.run()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', w.running, flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=os.path.join(
+                                ROOT, "bindings", "python")))
+    try:
+        assert proc.stdout.readline() == "running\n"
+        time.sleep(2)  # inside run()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert out == "interrupted False\n"
+    assert proc.returncode == 0
 
 
 def test_run_without_handlers_raises_state_error(config):

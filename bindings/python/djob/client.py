@@ -64,7 +64,9 @@ class Client:
     # -- lifetime --
 
     def close(self):
-        """Flush what is in flight and free the client. Idempotent."""
+        """Flush what is in flight and free the client. Idempotent. Calls in
+        progress in other threads (a wait, say) finish first; later calls
+        raise StateError."""
         self._h.close()
 
     @property

@@ -162,7 +162,7 @@ static cJSON *value_to_cjson(const bson_iter_t *it)
 /* Internal fields that are not part of the wire contract. */
 static bool hidden_field(const char *key)
 {
-	return strcmp(key, "published") == 0;
+	return strcmp(key, "seq") == 0;
 }
 
 static cJSON *bson_to_cjson(const bson_t *doc, bool array, bool top)
@@ -240,12 +240,21 @@ static bool append_cjson(bson_t *b, const char *key, const cJSON *v)
 
 /* ---- indexes ---- */
 
+/* One createIndexes at a time: FerretDB drops connections when the first
+ * submits of a busy API all create the indexes at once. */
+static pthread_mutex_t indexes_mu = PTHREAD_MUTEX_INITIALIZER;
+
 int djob_store_ensure_indexes(djob_store_t *s, djob_error_t *err)
 {
 	if (atomic_load(&s->indexes_done))
 		return 0;
+	pthread_mutex_lock(&indexes_mu);
+	if (atomic_load(&s->indexes_done)) {
+		pthread_mutex_unlock(&indexes_mu);
+		return 0;
+	}
 	/* list by status/type newest first; the scheduler's sweeps (due,
-	 * expired leases, unpublished); idempotency keys. */
+	 * expired leases) and the outbox's. */
 	bson_t *cmd = BCON_NEW(
 		"createIndexes", BCON_UTF8(s->coll), "indexes", "[",
 		"{", "key", "{", "status", BCON_INT32(1), "type", BCON_INT32(1), "createdAt",
@@ -254,13 +263,12 @@ int djob_store_ensure_indexes(djob_store_t *s, djob_error_t *err)
 		BCON_UTF8("status_runAt"), "}",
 		"{", "key", "{", "status", BCON_INT32(1), "leaseUntil", BCON_INT32(1), "}", "name",
 		BCON_UTF8("status_leaseUntil"), "}",
-		"{", "key", "{", "published", BCON_INT32(1), "status", BCON_INT32(1), "}", "name",
-		BCON_UTF8("published_status"), "}",
 		"{", "key", "{", "createdAt", BCON_INT32(-1), "}", "name", BCON_UTF8("created"), "}",
 		"]");
-	bson_t *cmd2 = BCON_NEW("createIndexes", BCON_UTF8("idempotency"), "indexes", "[", "{",
-	                        "key", "{", "jobId", BCON_INT32(1), "}", "name",
-	                        BCON_UTF8("jobId"), "}", "]");
+	char outbox[256];
+	snprintf(outbox, sizeof outbox, "%s_outbox", s->coll);
+	bson_t *cmd2 = BCON_NEW("createIndexes", BCON_UTF8(outbox), "indexes", "[", "{", "key", "{",
+	                        "at", BCON_INT32(1), "}", "name", BCON_UTF8("at"), "}", "]");
 	mongoc_client_t *client = mongoc_client_pool_pop(s->pool);
 	mongoc_database_t *db = mongoc_client_get_database(client, s->db);
 	bson_error_t e;
@@ -272,8 +280,124 @@ int djob_store_ensure_indexes(djob_store_t *s, djob_error_t *err)
 		atomic_store(&s->indexes_done, 1);
 	mongoc_database_destroy(db);
 	mongoc_client_pool_push(s->pool, client);
+	pthread_mutex_unlock(&indexes_mu);
 	bson_destroy(cmd);
 	bson_destroy(cmd2);
+	return rc;
+}
+
+/* ---- side collections ----
+ *
+ * Next to the jobs collection <c> the store keeps:
+ *   <c>_locks        one document per job transition, _id "<job id>:<seq>"
+ *   <c>_outbox       jobs queued but not yet confirmed published, _id = job id
+ *   <c>_idempotency  idempotency key -> job id
+ *
+ * Why locks: a conditional findAndModify is atomic on MongoDB, but FerretDB
+ * 1.24 reads the matching document and writes it back in two steps, so two
+ * concurrent writers both "win" and the later write undoes the earlier
+ * (FerretDB issue 3040). A unique _id is atomic everywhere. Every change of
+ * a job therefore reads the job (its seq), checks the precondition, inserts
+ * the lock "<id>:<seq+1>" (only one writer can) and then writes the job by
+ * _id alone with seq + 1. A filter on _id alone is also the only one that
+ * FerretDB's SQLite backend serves from an index. */
+
+static mongoc_collection_t *side(conn_t *c, djob_store_t *s, const char *suffix)
+{
+	char name[256];
+	snprintf(name, sizeof name, "%s_%s", s->coll, suffix);
+	return mongoc_client_get_collection(c->client, s->db, name);
+}
+
+static int64_t doc_int(const bson_t *doc, const char *key, int64_t dflt)
+{
+	bson_iter_t it;
+	if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it))
+		return bson_iter_as_int64(&it);
+	return dflt;
+}
+
+static const char *doc_str(const bson_t *doc, const char *key)
+{
+	bson_iter_t it;
+	if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it))
+		return bson_iter_utf8(&it, NULL);
+	return "";
+}
+
+static int64_t doc_date(const bson_t *doc, const char *key)
+{
+	bson_iter_t it;
+	if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_DATE_TIME(&it))
+		return bson_iter_date_time(&it);
+	return 0;
+}
+
+static djob_state_t doc_state(const bson_t *doc)
+{
+	return djob_state_parse(doc_str(doc, "status"));
+}
+
+/* Record that jobs await publishing. An entry already there is fine. */
+static int outbox_add(djob_store_t *s, const char *const *ids, size_t n, int64_t now,
+                      djob_error_t *err)
+{
+	if (n == 0)
+		return 0;
+	bson_t **docs = calloc(n, sizeof *docs);
+	if (!docs)
+		return djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	for (size_t i = 0; i < n; i++)
+		docs[i] = BCON_NEW("_id", BCON_UTF8(ids[i]), "at", BCON_DATE_TIME(now));
+	conn_t c = conn_get(s);
+	mongoc_collection_t *ob = side(&c, s, "outbox");
+	bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+	bson_error_t e;
+	int rc = 0;
+	if (!mongoc_collection_insert_many(ob, (const bson_t **)docs, n, opts, NULL, &e) &&
+	    e.code != 11000)
+		rc = mongo_error(err, &e, "outbox insert");
+	bson_destroy(opts);
+	mongoc_collection_destroy(ob);
+	conn_put(s, &c);
+	for (size_t i = 0; i < n; i++)
+		bson_destroy(docs[i]);
+	free(docs);
+	return rc;
+}
+
+/* The jobs are published: drop their outbox entries. */
+static int outbox_done(djob_store_t *s, const char *const *ids, size_t n, djob_error_t *err)
+{
+	if (n == 0)
+		return 0;
+	bson_t f = BSON_INITIALIZER;
+	if (n == 1) {
+		BSON_APPEND_UTF8(&f, "_id", ids[0]);
+	} else {
+		/* The outbox holds only jobs in flight, so $in stays cheap. */
+		bson_t id, in;
+		char buf[16];
+		const char *k;
+		BSON_APPEND_DOCUMENT_BEGIN(&f, "_id", &id);
+		BSON_APPEND_ARRAY_BEGIN(&id, "$in", &in);
+		for (size_t i = 0; i < n; i++) {
+			bson_uint32_to_string((uint32_t)i, &k, buf, sizeof buf);
+			BSON_APPEND_UTF8(&in, k, ids[i]);
+		}
+		bson_append_array_end(&id, &in);
+		bson_append_document_end(&f, &id);
+	}
+	conn_t c = conn_get(s);
+	mongoc_collection_t *ob = side(&c, s, "outbox");
+	bson_error_t e;
+	int rc = 0;
+	if (!(n == 1 ? mongoc_collection_delete_one(ob, &f, NULL, NULL, &e)
+	             : mongoc_collection_delete_many(ob, &f, NULL, NULL, &e)))
+		rc = mongo_error(err, &e, "outbox delete");
+	mongoc_collection_destroy(ob);
+	conn_put(s, &c);
+	bson_destroy(&f);
 	return rc;
 }
 
@@ -321,38 +445,46 @@ static bson_t *new_job_bson(const djob_new_job_t *j)
 		BSON_APPEND_UTF8(b, "idempotencyKey", j->idempotency_key);
 	BSON_APPEND_DATE_TIME(b, "createdAt", j->created_ms);
 	BSON_APPEND_DATE_TIME(b, "updatedAt", j->created_ms);
-	BSON_APPEND_BOOL(b, "published", false);
+	BSON_APPEND_INT64(b, "seq", 0);
 	return b;
 }
 
-static void delete_keys(djob_store_t *s, const djob_new_job_t *jobs, size_t n);
-
-/* Delete or update documents by ids, one statement each on one connection.
- * Not a multi-statement bulk: FerretDB 1.24's SQLite backend keeps one
- * pooled connection per statement of a command open until the command ends
- * and deadlocks once a command (or several at once) needs more than its
- * pool of 100. */
-static int by_ids(djob_store_t *s, const char *const *ids, size_t n, bool delete,
-                  const bson_t *extra_filter, const bson_t *update, djob_error_t *err)
+static void delete_keys(djob_store_t *s, const djob_new_job_t *jobs, size_t n)
 {
-	if (n == 0)
-		return 0;
 	conn_t c = conn_get(s);
-	bson_error_t e;
-	int rc = 0;
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		bson_t f = BSON_INITIALIZER;
-		BSON_APPEND_UTF8(&f, "_id", ids[i]);
-		if (extra_filter)
-			bson_concat(&f, extra_filter);
-		bool ok = delete ? mongoc_collection_delete_one(c.coll, &f, NULL, NULL, &e)
-		                 : mongoc_collection_update_one(c.coll, &f, update, NULL, NULL, &e);
-		if (!ok)
-			rc = mongo_error(err, &e, delete ? "delete" : "update");
-		bson_destroy(&f);
+	mongoc_collection_t *idem = side(&c, s, "idempotency");
+	for (size_t i = 0; i < n; i++) {
+		if (!jobs[i].idempotency_key)
+			continue;
+		bson_t *f = BCON_NEW("_id", BCON_UTF8(jobs[i].idempotency_key));
+		mongoc_collection_delete_one(idem, f, NULL, NULL, NULL);
+		bson_destroy(f);
+	}
+	mongoc_collection_destroy(idem);
+	conn_put(s, &c);
+}
+
+/* Delete jobs by id (a submission that failed half-way). */
+static void delete_jobs(djob_store_t *s, const djob_new_job_t *jobs, size_t n)
+{
+	conn_t c = conn_get(s);
+	for (size_t i = 0; i < n; i++) {
+		bson_t *f = BCON_NEW("_id", BCON_UTF8(jobs[i].id));
+		mongoc_collection_delete_one(c.coll, f, NULL, NULL, NULL);
+		bson_destroy(f);
 	}
 	conn_put(s, &c);
-	return rc;
+}
+
+/* The ids of the jobs that will be published now (queued, not delayed). */
+static const char **queued_ids(const djob_new_job_t *jobs, size_t n, size_t *m)
+{
+	const char **ids = malloc((n ? n : 1) * sizeof *ids);
+	*m = 0;
+	for (size_t i = 0; ids && i < n; i++)
+		if (jobs[i].state == DJOB_STATE_QUEUED)
+			ids[(*m)++] = jobs[i].id;
+	return ids;
 }
 
 int djob_store_insert(djob_store_t *s, const djob_new_job_t *jobs, size_t n, djob_error_t *err)
@@ -365,11 +497,10 @@ int djob_store_insert(djob_store_t *s, const djob_new_job_t *jobs, size_t n, djo
 	size_t keys = 0;
 	/* Idempotency keys first: a unique _id per key makes a concurrent
 	 * repeat fail here, before any job exists. */
+	mongoc_collection_t *idem = side(&c, s, "idempotency");
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		if (!jobs[i].idempotency_key)
 			continue;
-		mongoc_collection_t *idem =
-			mongoc_client_get_collection(c.client, s->db, "idempotency");
 		bson_t *d = BCON_NEW("_id", BCON_UTF8(jobs[i].idempotency_key), "jobId",
 		                     BCON_UTF8(jobs[i].id), "createdAt",
 		                     BCON_DATE_TIME(jobs[i].created_ms));
@@ -378,8 +509,17 @@ int djob_store_insert(djob_store_t *s, const djob_new_job_t *jobs, size_t n, djo
 		else
 			keys++;
 		bson_destroy(d);
-		mongoc_collection_destroy(idem);
 	}
+	mongoc_collection_destroy(idem);
+	conn_put(s, &c);
+	/* The outbox entry comes before the job, so no job is ever without
+	 * one until it is published. */
+	size_t m = 0;
+	const char **ids = queued_ids(jobs, n, &m);
+	if (!ids && rc == 0)
+		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	if (rc == 0)
+		rc = outbox_add(s, ids, m, jobs[0].created_ms, err);
 	const bson_t **docs = calloc(n ? n : 1, sizeof *docs);
 	size_t built = 0;
 	if (!docs && rc == 0)
@@ -390,25 +530,26 @@ int djob_store_insert(djob_store_t *s, const djob_new_job_t *jobs, size_t n, djo
 			rc = djob_set_error(err, DJOB_EINVAL, 0, "Payload cannot be stored");
 	}
 	if (rc == 0) {
-		bson_t reply;
-		if (!mongoc_collection_insert_many(c.coll, docs, n, NULL, &reply, &e)) {
+		c = conn_get(s);
+		if (!mongoc_collection_insert_many(c.coll, docs, n, NULL, NULL, &e)) {
 			rc = mongo_error(err, &e, "insert");
+			conn_put(s, &c);
 			/* An ordered insert may have stored a prefix: remove it. */
-			const char **ids = malloc(n * sizeof *ids);
-			for (size_t i = 0; ids && i < n; i++)
-				ids[i] = jobs[i].id;
-			if (ids)
-				by_ids(s, ids, n, true, NULL, NULL, NULL);
-			free(ids);
+			delete_jobs(s, jobs, n);
+		} else {
+			conn_put(s, &c);
 		}
-		bson_destroy(&reply);
 	}
 	for (size_t i = 0; docs && i < built; i++)
 		bson_destroy((bson_t *)docs[i]);
 	free(docs);
-	conn_put(s, &c);
-	if (rc != 0 && keys > 0)
-		delete_keys(s, jobs, n);
+	if (rc != 0) {
+		if (ids)
+			outbox_done(s, ids, m, NULL);
+		if (keys > 0)
+			delete_keys(s, jobs, n);
+	}
+	free(ids);
 	return rc;
 }
 
@@ -416,16 +557,15 @@ int djob_store_find_idempotent(djob_store_t *s, const char *key, char **id_out, 
 {
 	*id_out = NULL;
 	conn_t c = conn_get(s);
-	mongoc_collection_t *idem = mongoc_client_get_collection(c.client, s->db, "idempotency");
+	mongoc_collection_t *idem = side(&c, s, "idempotency");
 	bson_t *f = BCON_NEW("_id", BCON_UTF8(key));
 	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(idem, f, NULL, NULL);
 	const bson_t *doc;
 	bson_error_t e;
 	int rc = DJOB_ENOTFOUND;
-	bson_iter_t it;
 	if (mongoc_cursor_next(cur, &doc)) {
-		if (bson_iter_init_find(&it, doc, "jobId") && BSON_ITER_HOLDS_UTF8(&it)) {
-			*id_out = djob_strdup(bson_iter_utf8(&it, NULL));
+		if (*doc_str(doc, "jobId")) {
+			*id_out = djob_strdup(doc_str(doc, "jobId"));
 			rc = 0;
 		}
 	} else if (mongoc_cursor_error(cur, &e)) {
@@ -443,39 +583,18 @@ int djob_store_find_idempotent(djob_store_t *s, const char *key, char **id_out, 
 int djob_store_mark_published(djob_store_t *s, const char *const *ids, size_t n,
                               djob_error_t *err)
 {
-	bson_t *u = BCON_NEW("$set", "{", "published", BCON_BOOL(true), "}");
-	int rc = by_ids(s, ids, n, false, NULL, u, err);
-	bson_destroy(u);
-	return rc;
-}
-
-static void delete_keys(djob_store_t *s, const djob_new_job_t *jobs, size_t n)
-{
-	conn_t c = conn_get(s);
-	mongoc_collection_t *idem = mongoc_client_get_collection(c.client, s->db, "idempotency");
-	for (size_t i = 0; i < n; i++) {
-		if (!jobs[i].idempotency_key)
-			continue;
-		bson_t *f = BCON_NEW("_id", BCON_UTF8(jobs[i].idempotency_key), "jobId",
-		                     BCON_UTF8(jobs[i].id));
-		mongoc_collection_delete_one(idem, f, NULL, NULL, NULL);
-		bson_destroy(f);
-	}
-	mongoc_collection_destroy(idem);
-	conn_put(s, &c);
+	return outbox_done(s, ids, n, err);
 }
 
 int djob_store_delete_unpublished(djob_store_t *s, const djob_new_job_t *jobs, size_t n,
                                   djob_error_t *err)
 {
-	const char **ids = malloc((n ? n : 1) * sizeof *ids);
+	size_t m = 0;
+	const char **ids = queued_ids(jobs, n, &m);
 	if (!ids)
 		return djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
-	for (size_t i = 0; i < n; i++)
-		ids[i] = jobs[i].id;
-	bson_t *f = BCON_NEW("published", BCON_BOOL(false));
-	int rc = by_ids(s, ids, n, true, f, NULL, err);
-	bson_destroy(f);
+	delete_jobs(s, jobs, n);
+	int rc = outbox_done(s, ids, m, err);
 	free(ids);
 	delete_keys(s, jobs, n);
 	return rc;
@@ -489,8 +608,7 @@ static int find_one(djob_store_t *s, const char *id, bson_t **doc_out, djob_erro
 	*doc_out = NULL;
 	conn_t c = conn_get(s);
 	bson_t *f = BCON_NEW("_id", BCON_UTF8(id));
-	bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
-	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c.coll, f, opts, NULL);
+	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c.coll, f, NULL, NULL);
 	const bson_t *doc;
 	bson_error_t e;
 	int rc;
@@ -503,7 +621,6 @@ static int find_one(djob_store_t *s, const char *id, bson_t **doc_out, djob_erro
 		rc = djob_set_error(err, DJOB_ENOTFOUND, 0, "Job not found");
 	}
 	mongoc_cursor_destroy(cur);
-	bson_destroy(opts);
 	bson_destroy(f);
 	conn_put(s, &c);
 	return rc;
@@ -521,138 +638,253 @@ int djob_store_get(djob_store_t *s, const char *id, char **json_out, djob_error_
 	return *json_out ? 0 : djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
 }
 
-static const char *doc_status(const bson_t *doc)
+/* ---- transitions ---- */
+
+/* What a transition sets, unsets and pushes. */
+typedef struct {
+	bson_t set, unset, push;
+} change_t;
+
+/* Check the precondition on the current document and describe the change;
+ * 0 to go on, or a negative code with err set to refuse. */
+typedef int (*plan_fn)(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *err);
+
+#define LOST_RACE 1
+#define STALE_LOCK_MS 30000
+
+static bson_t *update_from(const bson_t *set, const bson_t *unset, const bson_t *push)
 {
-	bson_iter_t it;
-	if (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it))
-		return bson_iter_utf8(&it, NULL);
-	return "unknown";
+	bson_t *u = bson_new();
+	BSON_APPEND_DOCUMENT(u, "$set", set);
+	if (unset && !bson_empty(unset))
+		BSON_APPEND_DOCUMENT(u, "$unset", unset);
+	if (push && !bson_empty(push))
+		BSON_APPEND_DOCUMENT(u, "$push", push);
+	return u;
 }
 
-static int64_t doc_int(const bson_t *doc, const char *key, int64_t dflt)
-{
-	bson_iter_t it;
-	if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it))
-		return bson_iter_as_int64(&it);
-	return dflt;
-}
-
-/* findAndModify returning the new document (or NULL in *doc_out when the
- * filter matched nothing). */
-static int find_and_modify(djob_store_t *s, const bson_t *filter, const bson_t *update,
-                           bson_t **doc_out, djob_error_t *err)
-{
-	*doc_out = NULL;
-	conn_t c = conn_get(s);
-	mongoc_find_and_modify_opts_t *o = mongoc_find_and_modify_opts_new();
-	mongoc_find_and_modify_opts_set_update(o, update);
-	mongoc_find_and_modify_opts_set_flags(o, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
-	bson_t reply;
-	bson_error_t e;
-	int rc = 0;
-	if (!mongoc_collection_find_and_modify_with_opts(c.coll, filter, o, &reply, &e)) {
-		rc = mongo_error(err, &e, "findAndModify");
-	} else {
-		bson_iter_t it;
-		if (bson_iter_init_find(&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-			const uint8_t *data;
-			uint32_t len;
-			bson_iter_document(&it, &len, &data);
-			*doc_out = bson_new_from_data(data, len);
-		}
-	}
-	bson_destroy(&reply);
-	mongoc_find_and_modify_opts_destroy(o);
-	conn_put(s, &c);
-	return rc;
-}
-
-/* update_one; *matched gets the matched count. */
-static int update_one(djob_store_t *s, const bson_t *filter, const bson_t *update, int *matched,
-                      djob_error_t *err)
+static int write_job(djob_store_t *s, const char *id, const bson_t *update, djob_error_t *err)
 {
 	conn_t c = conn_get(s);
-	bson_t reply;
+	bson_t *f = BCON_NEW("_id", BCON_UTF8(id));
 	bson_error_t e;
 	int rc = 0;
-	*matched = 0;
-	if (!mongoc_collection_update_one(c.coll, filter, update, NULL, &reply, &e))
+	if (!mongoc_collection_update_one(c.coll, f, update, NULL, NULL, &e))
 		rc = mongo_error(err, &e, "update");
-	else
-		*matched = (int)doc_int(&reply, "matchedCount", 0);
-	bson_destroy(&reply);
+	bson_destroy(f);
 	conn_put(s, &c);
 	return rc;
 }
 
-/* Why a conditional write on a job matched nothing. */
-static int explain_miss(djob_store_t *s, const char *id, const char *target, bool fenced,
-                        djob_error_t *err)
+/* A writer took lock seq+1 and never wrote the job (it died): after
+ * STALE_LOCK_MS, apply the change it recorded in the lock. */
+static void roll_forward(djob_store_t *s, const char *id, int64_t seq, const char *lock_id)
 {
+	conn_t c = conn_get(s);
+	mongoc_collection_t *locks = side(&c, s, "locks");
+	bson_t *f = BCON_NEW("_id", BCON_UTF8(lock_id));
+	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(locks, f, NULL, NULL);
+	const bson_t *lock;
+	bson_t *u = NULL;
+	if (mongoc_cursor_next(cur, &lock) && doc_date(lock, "at") < djob_now_ms() - STALE_LOCK_MS) {
+		bson_iter_t it;
+		bson_t set, unset, push;
+		uint32_t len;
+		const uint8_t *data;
+		bson_init(&set);
+		bson_init(&unset);
+		bson_init(&push);
+		if (bson_iter_init_find(&it, lock, "set") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+			bson_iter_document(&it, &len, &data);
+			bson_destroy(&set);
+			bson_init_static(&set, data, len);
+		}
+		if (bson_iter_init_find(&it, lock, "unset") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+			bson_iter_document(&it, &len, &data);
+			bson_destroy(&unset);
+			bson_init_static(&unset, data, len);
+		}
+		if (bson_iter_init_find(&it, lock, "push") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+			bson_iter_document(&it, &len, &data);
+			bson_destroy(&push);
+			bson_init_static(&push, data, len);
+		}
+		u = update_from(&set, &unset, &push);
+	}
+	mongoc_cursor_destroy(cur);
+	bson_destroy(f);
+	mongoc_collection_destroy(locks);
+	conn_put(s, &c);
 	bson_t *doc;
-	int rc = find_one(s, id, &doc, err);
-	if (rc != 0)
-		return rc;
-	const char *st = doc_status(doc);
-	if (fenced && strcmp(st, "processing") == 0)
-		rc = djob_set_error(err, DJOB_ECONFLICT, 0,
-		                    "The job's lease is held by another worker or attempt");
-	else
-		rc = djob_set_error(err, DJOB_ECONFLICT, 0, "Cannot change status from %s to %s", st,
-		                    target);
-	bson_destroy(doc);
+	if (u && find_one(s, id, &doc, NULL) == 0) {
+		if (doc_int(doc, "seq", 0) == seq) {
+			djob_logf(s->conf, DJOB_LOG_WARNING, "store",
+			          "Job %s: applying the change of a writer that died", id);
+			write_job(s, id, u, NULL);
+		}
+		bson_destroy(doc);
+	}
+	if (u)
+		bson_destroy(u);
+}
+
+/* Take lock seq+1 and write the change. LOST_RACE when another writer
+ * holds that lock. */
+static int apply(djob_store_t *s, const char *id, int64_t seq, const change_t *ch,
+                 djob_error_t *err)
+{
+	char lock_id[80];
+	snprintf(lock_id, sizeof lock_id, "%s:%lld", id, (long long)(seq + 1));
+	bson_t *lock = BCON_NEW("_id", BCON_UTF8(lock_id), "at", BCON_DATE_TIME(djob_now_ms()));
+	BSON_APPEND_DOCUMENT(lock, "set", &ch->set);
+	BSON_APPEND_DOCUMENT(lock, "unset", &ch->unset);
+	BSON_APPEND_DOCUMENT(lock, "push", &ch->push);
+	conn_t c = conn_get(s);
+	mongoc_collection_t *locks = side(&c, s, "locks");
+	bson_error_t e;
+	bool ok = mongoc_collection_insert_one(locks, lock, NULL, NULL, &e);
+	mongoc_collection_destroy(locks);
+	conn_put(s, &c);
+	bson_destroy(lock);
+	if (!ok && e.code == 11000) {
+		roll_forward(s, id, seq, lock_id);
+		return LOST_RACE;
+	}
+	if (!ok)
+		return mongo_error(err, &e, "lock insert");
+	bson_t *u = update_from(&ch->set, &ch->unset, &ch->push);
+	int rc = write_job(s, id, u, err);
+	bson_destroy(u);
 	return rc;
+}
+
+/* Change one job: read, check, lock, write; again from the read when
+ * another writer got there first. *doc_out (may be NULL) gets the new
+ * document. */
+static int transition(djob_store_t *s, const char *id, plan_fn plan, void *ctx,
+                      bson_t **doc_out, djob_error_t *err)
+{
+	if (doc_out)
+		*doc_out = NULL;
+	for (int attempt = 0;; attempt++) {
+		bson_t *doc;
+		int rc = find_one(s, id, &doc, err);
+		if (rc != 0)
+			return rc;
+		int64_t seq = doc_int(doc, "seq", 0);
+		change_t ch;
+		bson_init(&ch.set);
+		bson_init(&ch.unset);
+		bson_init(&ch.push);
+		rc = plan(doc, ctx, &ch, err);
+		bson_destroy(doc);
+		if (rc == 0) {
+			BSON_APPEND_INT64(&ch.set, "seq", seq + 1);
+			rc = apply(s, id, seq, &ch, err);
+		}
+		bson_destroy(&ch.set);
+		bson_destroy(&ch.unset);
+		bson_destroy(&ch.push);
+		if (rc == LOST_RACE) {
+			if (attempt >= 50)
+				return djob_set_error(err, DJOB_ECONFLICT, 1,
+				                      "The job is changing; try again");
+			struct timespec ts = {0, (attempt < 10 ? 2 : 20) * 1000000L};
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		if (rc == 0 && doc_out)
+			rc = find_one(s, id, doc_out, err);
+		return rc;
+	}
+}
+
+static int conflict_from_to(const bson_t *doc, const char *to, djob_error_t *err)
+{
+	return djob_set_error(err, DJOB_ECONFLICT, 0, "Cannot change status from %s to %s",
+	                      doc_str(doc, "status"), to);
+}
+
+static int conflict_lease(djob_error_t *err)
+{
+	return djob_set_error(err, DJOB_ECONFLICT, 0,
+	                      "The job's lease is held by another worker or attempt");
+}
+
+/* Does (workerId, attempts) in doc match? */
+static bool holds_lease(const bson_t *doc, const char *worker_id, int attempts)
+{
+	return doc_state(doc) == DJOB_STATE_PROCESSING && strcmp(doc_str(doc, "workerId"), worker_id) == 0 &&
+	       doc_int(doc, "attempts", -1) == attempts;
 }
 
 /* ---- worker writes ---- */
 
+typedef struct {
+	djob_store_t *s;
+	const char *worker_id; /* NULL: keep the current one (a prototype PATCH) */
+	long lease_ms;
+	int64_t now;
+	int attempts, max_attempts; /* out */
+} claim_t;
+
+static int plan_claim(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *err)
+{
+	claim_t *c = ctx;
+	djob_state_t st = doc_state(doc);
+	int attempts = (int)doc_int(doc, "attempts", 0);
+	int max = (int)doc_int(doc, "maxAttempts", djob_config_get_int(c->s->conf, "max.attempts"));
+	bool expired = st == DJOB_STATE_PROCESSING && doc_date(doc, "leaseUntil") < c->now;
+	if (st != DJOB_STATE_QUEUED && !expired)
+		return djob_set_error(err, DJOB_ECONFLICT, 0, "Job is %s", doc_str(doc, "status"));
+	if (expired && attempts >= max)
+		return djob_set_error(err, DJOB_ECONFLICT, 0, "Job has no attempt left");
+	c->attempts = attempts + 1;
+	c->max_attempts = max;
+	BSON_APPEND_UTF8(&ch->set, "status", "processing");
+	if (c->worker_id)
+		BSON_APPEND_UTF8(&ch->set, "workerId", c->worker_id);
+	BSON_APPEND_INT32(&ch->set, "attempts", c->attempts);
+	BSON_APPEND_DATE_TIME(&ch->set, "leaseUntil", c->now + c->lease_ms);
+	BSON_APPEND_DATE_TIME(&ch->set, "startedAt", c->now);
+	BSON_APPEND_DATE_TIME(&ch->set, "updatedAt", c->now);
+	return 0;
+}
+
 int djob_store_claim(djob_store_t *s, const char *id, const char *worker_id, long lease_ms,
                      int *attempts, int *max_attempts, djob_error_t *err)
 {
-	int64_t now = djob_now_ms();
-	bson_t *f = BCON_NEW("_id", BCON_UTF8(id), "$or", "[", "{", "status", BCON_UTF8("queued"),
-	                     "}", "{", "status", BCON_UTF8("processing"), "leaseUntil", "{", "$lt",
-	                     BCON_DATE_TIME(now), "}", "}", "]");
-	bson_t *u = BCON_NEW("$set", "{", "status", BCON_UTF8("processing"), "workerId",
-	                     BCON_UTF8(worker_id), "leaseUntil", BCON_DATE_TIME(now + lease_ms),
-	                     "startedAt", BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now), "}", "$inc",
-	                     "{", "attempts", BCON_INT32(1), "}");
-	bson_t *doc;
-	int rc = find_and_modify(s, f, u, &doc, err);
-	bson_destroy(f);
-	bson_destroy(u);
-	if (rc != 0)
-		return rc;
-	if (!doc) {
-		bson_t *cur;
-		rc = find_one(s, id, &cur, err);
-		if (rc == 0) {
-			rc = djob_set_error(err, DJOB_ECONFLICT, 0, "Job is %s", doc_status(cur));
-			bson_destroy(cur);
-		}
-		return rc;
+	claim_t c = {s, worker_id, lease_ms, djob_now_ms(), 0, 0};
+	int rc = transition(s, id, plan_claim, &c, NULL, err);
+	if (rc == 0) {
+		*attempts = c.attempts;
+		*max_attempts = c.max_attempts;
 	}
-	*attempts = (int)doc_int(doc, "attempts", 1);
-	*max_attempts = (int)doc_int(doc, "maxAttempts", djob_config_get_int(s->conf, "max.attempts"));
-	bson_destroy(doc);
+	return rc;
+}
+
+typedef struct {
+	const char *worker_id;
+	int attempts;
+	long lease_ms;
+	int64_t now;
+} extend_t;
+
+static int plan_extend(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *err)
+{
+	extend_t *x = ctx;
+	if (!holds_lease(doc, x->worker_id, x->attempts))
+		return djob_set_error(err, DJOB_ECONFLICT, 0, "Lease lost");
+	BSON_APPEND_DATE_TIME(&ch->set, "leaseUntil", x->now + x->lease_ms);
+	BSON_APPEND_DATE_TIME(&ch->set, "updatedAt", x->now);
 	return 0;
 }
 
 int djob_store_extend(djob_store_t *s, const char *id, const char *worker_id, int attempts,
                       long lease_ms, djob_error_t *err)
 {
-	int64_t now = djob_now_ms();
-	bson_t *f = BCON_NEW("_id", BCON_UTF8(id), "status", BCON_UTF8("processing"), "workerId",
-	                     BCON_UTF8(worker_id), "attempts", BCON_INT32(attempts));
-	bson_t *u = BCON_NEW("$set", "{", "leaseUntil", BCON_DATE_TIME(now + lease_ms), "updatedAt",
-	                     BCON_DATE_TIME(now), "}");
-	int matched;
-	int rc = update_one(s, f, u, &matched, err);
-	bson_destroy(f);
-	bson_destroy(u);
-	if (rc == 0 && matched == 0)
-		rc = djob_set_error(err, DJOB_ECONFLICT, 0, "Lease lost");
-	return rc;
+	extend_t x = {worker_id, attempts, lease_ms, djob_now_ms()};
+	return transition(s, id, plan_extend, &x, NULL, err);
 }
 
 int64_t djob_retry_backoff_ms(int attempts)
@@ -668,60 +900,67 @@ int64_t djob_retry_backoff_ms(int attempts)
 	return base + (int64_t)(r % (uint32_t)(base / 5 + 1));
 }
 
+typedef struct {
+	const char *worker_id;
+	int attempts, max_attempts;
+	djob_job_status_t outcome;
+	const cJSON *result;
+	const char *error;
+	int64_t now;
+} finish_t;
+
+static int plan_finish(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *err)
+{
+	finish_t *f = ctx;
+	if (!holds_lease(doc, f->worker_id, f->attempts))
+		return conflict_lease(err);
+	int max = (int)doc_int(doc, "maxAttempts", f->max_attempts);
+	bool done = f->outcome == DJOB_JOB_DONE;
+	const char *status = done                                                      ? "completed"
+	                     : f->outcome == DJOB_JOB_RETRY && f->attempts < max ? "scheduled"
+	                                                                          : "failed";
+	BSON_APPEND_UTF8(&ch->set, "status", status);
+	BSON_APPEND_DATE_TIME(&ch->set, "updatedAt", f->now);
+	if (done)
+		append_cjson(&ch->set, "result", f->result);
+	else
+		BSON_APPEND_UTF8(&ch->set, "error", f->error);
+	if (strcmp(status, "scheduled") == 0)
+		BSON_APPEND_DATE_TIME(&ch->set, "runAt", f->now + djob_retry_backoff_ms(f->attempts));
+	else
+		BSON_APPEND_DATE_TIME(&ch->set, "finishedAt", f->now);
+	BSON_APPEND_UTF8(&ch->unset, "leaseUntil", "");
+	if (done)
+		BSON_APPEND_UTF8(&ch->unset, "error", "");
+	/* The outcome of every attempt stays in the document. */
+	bson_t entry;
+	BSON_APPEND_DOCUMENT_BEGIN(&ch->push, "history", &entry);
+	BSON_APPEND_INT32(&entry, "attempt", f->attempts);
+	BSON_APPEND_UTF8(&entry, "workerId", f->worker_id);
+	BSON_APPEND_UTF8(&entry, "status", done ? "completed" : "failed");
+	if (!done)
+		BSON_APPEND_UTF8(&entry, "error", f->error);
+	BSON_APPEND_DATE_TIME(&entry, "finishedAt", f->now);
+	bson_append_document_end(&ch->push, &entry);
+	return 0;
+}
+
 int djob_store_finish(djob_store_t *s, const char *id, const char *worker_id, int attempts,
                       int max_attempts, djob_job_status_t outcome, const char *result_json,
                       const char *error, djob_error_t *err)
 {
-	int64_t now = djob_now_ms();
-	const char *status = outcome == DJOB_JOB_DONE                                ? "completed"
-	                     : outcome == DJOB_JOB_RETRY && attempts < max_attempts ? "scheduled"
-	                                                                              : "failed";
-	if (outcome != DJOB_JOB_DONE && !error)
-		error = "Handler failed";
-	bson_t *f = BCON_NEW("_id", BCON_UTF8(id), "status", BCON_UTF8("processing"), "workerId",
-	                     BCON_UTF8(worker_id), "attempts", BCON_INT32(attempts));
-	bson_t u = BSON_INITIALIZER, set, unset, push, entry;
-	BSON_APPEND_DOCUMENT_BEGIN(&u, "$set", &set);
-	BSON_APPEND_UTF8(&set, "status", status);
-	BSON_APPEND_DATE_TIME(&set, "updatedAt", now);
-	int rc = 0;
+	cJSON *result = NULL;
 	if (outcome == DJOB_JOB_DONE) {
-		cJSON *r = cJSON_Parse(result_json ? result_json : "{}");
-		if (!cJSON_IsObject(r) || !append_cjson(&set, "result", r))
-			rc = djob_set_error(err, DJOB_EINVAL, 0, "Result must be a JSON object");
-		cJSON_Delete(r);
-	} else {
-		BSON_APPEND_UTF8(&set, "error", error);
+		result = cJSON_Parse(result_json ? result_json : "{}");
+		if (!cJSON_IsObject(result)) {
+			cJSON_Delete(result);
+			return djob_set_error(err, DJOB_EINVAL, 0, "Result must be a JSON object");
+		}
 	}
-	if (strcmp(status, "scheduled") == 0)
-		BSON_APPEND_DATE_TIME(&set, "runAt", now + djob_retry_backoff_ms(attempts));
-	else
-		BSON_APPEND_DATE_TIME(&set, "finishedAt", now);
-	bson_append_document_end(&u, &set);
-	BSON_APPEND_DOCUMENT_BEGIN(&u, "$unset", &unset);
-	BSON_APPEND_UTF8(&unset, "leaseUntil", "");
-	if (outcome == DJOB_JOB_DONE)
-		BSON_APPEND_UTF8(&unset, "error", "");
-	bson_append_document_end(&u, &unset);
-	/* The outcome of every attempt stays in the document. */
-	BSON_APPEND_DOCUMENT_BEGIN(&u, "$push", &push);
-	BSON_APPEND_DOCUMENT_BEGIN(&push, "history", &entry);
-	BSON_APPEND_INT32(&entry, "attempt", attempts);
-	BSON_APPEND_UTF8(&entry, "workerId", worker_id);
-	BSON_APPEND_UTF8(&entry, "status", outcome == DJOB_JOB_DONE ? "completed" : "failed");
-	if (outcome != DJOB_JOB_DONE)
-		BSON_APPEND_UTF8(&entry, "error", error);
-	BSON_APPEND_DATE_TIME(&entry, "finishedAt", now);
-	bson_append_document_end(&push, &entry);
-	bson_append_document_end(&u, &push);
-	int matched = 0;
-	if (rc == 0)
-		rc = update_one(s, f, &u, &matched, err);
-	if (rc == 0 && matched == 0)
-		rc = djob_set_error(err, DJOB_ECONFLICT, 0,
-		                    "The job's lease is held by another worker or attempt");
-	bson_destroy(f);
-	bson_destroy(&u);
+	finish_t f = {worker_id, attempts, max_attempts, outcome, result,
+	              error ? error : "Handler failed", djob_now_ms()};
+	int rc = transition(s, id, plan_finish, &f, NULL, err);
+	cJSON_Delete(result);
 	return rc;
 }
 
@@ -740,26 +979,47 @@ static int doc_result(bson_t *doc, char **json_out, djob_error_t *err)
 	return 0;
 }
 
-/* Add {status: {$in: [every state that may move to `to`]}} to a filter. */
-static void append_from_states(bson_t *f, djob_state_t to, bool claim)
+typedef struct {
+	djob_store_t *s;
+	djob_state_t to;
+	const cJSON *result, *error, *worker;
+	int attempts; /* 0 when not fenced */
+	long lease_ms;
+	int64_t now;
+} patch_t;
+
+static int plan_patch(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *err)
 {
-	bson_t st, in;
-	char buf[16];
-	const char *k;
-	uint32_t n = 0;
-	BSON_APPEND_DOCUMENT_BEGIN(f, "status", &st);
-	BSON_APPEND_ARRAY_BEGIN(&st, "$in", &in);
-	for (int from = DJOB_STATE_QUEUED; from <= DJOB_STATE_CANCELLED; from++) {
-		/* A claim never takes a job that another worker holds. */
-		if (claim && from == DJOB_STATE_PROCESSING)
-			continue;
-		if (djob_state_can_transition((djob_state_t)from, to)) {
-			bson_uint32_to_string(n++, &k, buf, sizeof buf);
-			BSON_APPEND_UTF8(&in, k, djob_state_name((djob_state_t)from));
-		}
+	patch_t *p = ctx;
+	bool fenced = p->worker && p->attempts > 0;
+	if (p->to == DJOB_STATE_PROCESSING && fenced) {
+		/* The holder of the lease extends it. */
+		extend_t x = {p->worker->valuestring, p->attempts, p->lease_ms, p->now};
+		return plan_extend(doc, &x, ch, err) == 0 ? 0 : conflict_lease(err);
 	}
-	bson_append_array_end(&st, &in);
-	bson_append_document_end(f, &st);
+	if (p->to == DJOB_STATE_PROCESSING) {
+		claim_t c = {p->s, p->worker ? p->worker->valuestring : NULL, p->lease_ms, p->now, 0, 0};
+		int rc = plan_claim(doc, &c, ch, err);
+		if (rc == DJOB_ECONFLICT && doc_state(doc) != DJOB_STATE_PROCESSING)
+			rc = conflict_from_to(doc, "processing", err);
+		return rc;
+	}
+	djob_state_t from = doc_state(doc);
+	if (from == DJOB_STATE_INVALID || !djob_state_can_transition(from, p->to))
+		return conflict_from_to(doc, djob_state_name(p->to), err);
+	if (fenced && !holds_lease(doc, p->worker->valuestring, p->attempts))
+		return conflict_lease(err);
+	BSON_APPEND_UTF8(&ch->set, "status", djob_state_name(p->to));
+	BSON_APPEND_DATE_TIME(&ch->set, "updatedAt", p->now);
+	BSON_APPEND_DATE_TIME(&ch->set, "finishedAt", p->now);
+	if (p->result)
+		append_cjson(&ch->set, "result", p->result);
+	if (p->to == DJOB_STATE_FAILED)
+		BSON_APPEND_UTF8(&ch->set, "error", p->error ? p->error->valuestring : "Failed");
+	else if (p->error)
+		BSON_APPEND_UTF8(&ch->set, "error", p->error->valuestring);
+	BSON_APPEND_UTF8(&ch->unset, "leaseUntil", "");
+	return 0;
 }
 
 int djob_store_patch(djob_store_t *s, const char *id, const cJSON *body, char **json_out,
@@ -792,123 +1052,78 @@ int djob_store_patch(djob_store_t *s, const char *id, const cJSON *body, char **
 	              lease->valuedouble > 3600000))
 		return djob_set_error(err, DJOB_EINVAL, 0,
 		                      "leaseMs must be a number from 1000 to 3600000");
-	bool fenced = worker && attempts;
-	int64_t now = djob_now_ms();
-	long lease_ms = lease ? (long)lease->valuedouble : djob_config_get_int(s->conf, "lease.ms");
-	bson_t f = BSON_INITIALIZER, u = BSON_INITIALIZER, set, unset;
-	BSON_APPEND_UTF8(&f, "_id", id);
-	bool extend = false;
-	if (to == DJOB_STATE_PROCESSING && fenced) {
-		/* The holder of the lease extends it. */
-		extend = true;
-		BSON_APPEND_UTF8(&f, "status", "processing");
-	} else if (to == DJOB_STATE_PROCESSING) {
-		/* A claim: queued, or processing with an expired lease. */
-		bson_t or, a, b, lt;
-		BSON_APPEND_ARRAY_BEGIN(&f, "$or", &or);
-		BSON_APPEND_DOCUMENT_BEGIN(&or, "0", &a);
-		append_from_states(&a, to, true);
-		bson_append_document_end(&or, &a);
-		BSON_APPEND_DOCUMENT_BEGIN(&or, "1", &b);
-		BSON_APPEND_UTF8(&b, "status", "processing");
-		BSON_APPEND_DOCUMENT_BEGIN(&b, "leaseUntil", &lt);
-		BSON_APPEND_DATE_TIME(&lt, "$lt", now);
-		bson_append_document_end(&b, &lt);
-		bson_append_document_end(&or, &b);
-		bson_append_array_end(&f, &or);
-	} else {
-		append_from_states(&f, to, false);
-	}
-	if (fenced) {
-		BSON_APPEND_UTF8(&f, "workerId", worker->valuestring);
-		BSON_APPEND_INT32(&f, "attempts", (int32_t)attempts->valuedouble);
-	}
-	BSON_APPEND_DOCUMENT_BEGIN(&u, "$set", &set);
-	BSON_APPEND_UTF8(&set, "status", djob_state_name(to));
-	BSON_APPEND_DATE_TIME(&set, "updatedAt", now);
-	if (to == DJOB_STATE_PROCESSING) {
-		BSON_APPEND_DATE_TIME(&set, "leaseUntil", now + lease_ms);
-		if (!extend) {
-			BSON_APPEND_DATE_TIME(&set, "startedAt", now);
-			if (worker)
-				BSON_APPEND_UTF8(&set, "workerId", worker->valuestring);
-		}
-	} else {
-		BSON_APPEND_DATE_TIME(&set, "finishedAt", now);
-	}
-	if (result)
-		append_cjson(&set, "result", result);
-	if (to == DJOB_STATE_FAILED)
-		BSON_APPEND_UTF8(&set, "error", error ? error->valuestring : "Failed");
-	else if (error)
-		BSON_APPEND_UTF8(&set, "error", error->valuestring);
-	bson_append_document_end(&u, &set);
-	if (to != DJOB_STATE_PROCESSING) {
-		BSON_APPEND_DOCUMENT_BEGIN(&u, "$unset", &unset);
-		BSON_APPEND_UTF8(&unset, "leaseUntil", "");
-		bson_append_document_end(&u, &unset);
-	} else if (!extend) {
-		bson_t inc;
-		BSON_APPEND_DOCUMENT_BEGIN(&u, "$inc", &inc);
-		BSON_APPEND_INT32(&inc, "attempts", 1);
-		bson_append_document_end(&u, &inc);
-	}
+	patch_t p = {s,
+	             to,
+	             result,
+	             error,
+	             worker,
+	             worker && attempts ? (int)attempts->valuedouble : 0,
+	             lease ? (long)lease->valuedouble : djob_config_get_int(s->conf, "lease.ms"),
+	             djob_now_ms()};
 	bson_t *doc;
-	int rc = find_and_modify(s, &f, &u, &doc, err);
-	bson_destroy(&f);
-	bson_destroy(&u);
-	if (rc != 0)
-		return rc;
-	if (!doc)
-		return explain_miss(s, id, djob_state_name(to), fenced, err);
-	return doc_result(doc, json_out, err);
+	int rc = transition(s, id, plan_patch, &p, &doc, err);
+	return rc != 0 ? rc : doc_result(doc, json_out, err);
+}
+
+typedef struct {
+	int64_t now;
+} now_t;
+
+static int plan_cancel(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *err)
+{
+	int64_t now = ((now_t *)ctx)->now;
+	djob_state_t from = doc_state(doc);
+	if (from == DJOB_STATE_INVALID || !djob_state_can_transition(from, DJOB_STATE_CANCELLED))
+		return conflict_from_to(doc, "cancelled", err);
+	BSON_APPEND_UTF8(&ch->set, "status", "cancelled");
+	BSON_APPEND_DATE_TIME(&ch->set, "updatedAt", now);
+	BSON_APPEND_DATE_TIME(&ch->set, "finishedAt", now);
+	BSON_APPEND_UTF8(&ch->unset, "leaseUntil", "");
+	return 0;
 }
 
 int djob_store_cancel(djob_store_t *s, const char *id, char **json_out, djob_error_t *err)
 {
-	int64_t now = djob_now_ms();
-	bson_t f = BSON_INITIALIZER;
-	BSON_APPEND_UTF8(&f, "_id", id);
-	append_from_states(&f, DJOB_STATE_CANCELLED, false);
-	bson_t *u = BCON_NEW("$set", "{", "status", BCON_UTF8("cancelled"), "updatedAt",
-	                     BCON_DATE_TIME(now), "finishedAt", BCON_DATE_TIME(now), "}", "$unset", "{",
-	                     "leaseUntil", BCON_UTF8(""), "}");
+	now_t n = {djob_now_ms()};
 	bson_t *doc;
-	int rc = find_and_modify(s, &f, u, &doc, err);
-	bson_destroy(&f);
-	bson_destroy(u);
-	if (rc != 0)
-		return rc;
-	if (!doc)
-		return explain_miss(s, id, "cancelled", false, err);
-	return doc_result(doc, json_out, err);
+	int rc = transition(s, id, plan_cancel, &n, &doc, err);
+	return rc != 0 ? rc : doc_result(doc, json_out, err);
+}
+
+/* Back to queued: a retry from failed or cancelled (attempts start again),
+ * a scheduled job whose time came, or an expired lease with attempts left. */
+static void set_requeued(change_t *ch, int64_t now)
+{
+	BSON_APPEND_UTF8(&ch->set, "status", "queued");
+	BSON_APPEND_DATE_TIME(&ch->set, "updatedAt", now);
+	BSON_APPEND_UTF8(&ch->unset, "leaseUntil", "");
+}
+
+static int plan_retry(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *err)
+{
+	djob_state_t from = doc_state(doc);
+	if (from != DJOB_STATE_FAILED && from != DJOB_STATE_CANCELLED)
+		return conflict_from_to(doc, "queued", err);
+	set_requeued(ch, ((now_t *)ctx)->now);
+	BSON_APPEND_INT32(&ch->set, "attempts", 0);
+	BSON_APPEND_UTF8(&ch->unset, "error", "");
+	BSON_APPEND_UTF8(&ch->unset, "result", "");
+	BSON_APPEND_UTF8(&ch->unset, "finishedAt", "");
+	BSON_APPEND_UTF8(&ch->unset, "runAt", "");
+	return 0;
 }
 
 int djob_store_retry(djob_store_t *s, const char *id, char **json_out, djob_error_t *err)
 {
-	int64_t now = djob_now_ms();
-	bson_t f = BSON_INITIALIZER;
-	BSON_APPEND_UTF8(&f, "_id", id);
-	bson_t st, in;
-	BSON_APPEND_DOCUMENT_BEGIN(&f, "status", &st);
-	BSON_APPEND_ARRAY_BEGIN(&st, "$in", &in);
-	BSON_APPEND_UTF8(&in, "0", "failed");
-	BSON_APPEND_UTF8(&in, "1", "cancelled");
-	bson_append_array_end(&st, &in);
-	bson_append_document_end(&f, &st);
-	bson_t *u = BCON_NEW("$set", "{", "status", BCON_UTF8("queued"), "attempts", BCON_INT32(0),
-	                     "published", BCON_BOOL(false), "updatedAt", BCON_DATE_TIME(now), "}",
-	                     "$unset", "{", "error", BCON_UTF8(""), "result", BCON_UTF8(""),
-	                     "leaseUntil", BCON_UTF8(""), "finishedAt", BCON_UTF8(""), "runAt",
-	                     BCON_UTF8(""), "}");
-	bson_t *doc;
-	int rc = find_and_modify(s, &f, u, &doc, err);
-	bson_destroy(&f);
-	bson_destroy(u);
+	now_t n = {djob_now_ms()};
+	/* The outbox entry first: a requeued job is never without one until
+	 * the caller has published it (djob_store_mark_published). */
+	int rc = outbox_add(s, &id, 1, n.now, err);
+	bson_t *doc = NULL;
+	if (rc == 0)
+		rc = transition(s, id, plan_retry, &n, &doc, err);
 	if (rc != 0)
 		return rc;
-	if (!doc)
-		return explain_miss(s, id, "queued", false, err);
 	return doc_result(doc, json_out, err);
 }
 
@@ -1016,14 +1231,15 @@ int djob_store_ping(djob_store_t *s, djob_error_t *err)
 /* ---- the scheduler's sweep ---- */
 
 /* Candidates of one sweep step: copies of up to `limit` documents. */
-static int find_docs(djob_store_t *s, const bson_t *filter, int limit, bson_t ***docs_out,
-                     size_t *n_out, djob_error_t *err)
+static int find_docs(djob_store_t *s, const char *suffix, const bson_t *filter, int limit,
+                     bson_t ***docs_out, size_t *n_out, djob_error_t *err)
 {
 	*docs_out = NULL;
 	*n_out = 0;
 	bson_t *opts = BCON_NEW("limit", BCON_INT64(limit));
 	conn_t c = conn_get(s);
-	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c.coll, filter, opts, NULL);
+	mongoc_collection_t *coll = suffix ? side(&c, s, suffix) : c.coll;
+	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
 	bson_t **docs = calloc((size_t)limit, sizeof *docs);
 	size_t n = 0;
 	const bson_t *doc;
@@ -1036,6 +1252,8 @@ static int find_docs(djob_store_t *s, const bson_t *filter, int limit, bson_t **
 	else if (mongoc_cursor_error(cur, &e))
 		rc = mongo_error(err, &e, "find");
 	mongoc_cursor_destroy(cur);
+	if (suffix)
+		mongoc_collection_destroy(coll);
 	conn_put(s, &c);
 	bson_destroy(opts);
 	*docs_out = docs;
@@ -1050,36 +1268,95 @@ static void free_docs(bson_t **docs, size_t n)
 	free(docs);
 }
 
-static const char *doc_str(const bson_t *doc, const char *key)
-{
-	bson_iter_t it;
-	if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it))
-		return bson_iter_utf8(&it, NULL);
-	return "";
-}
-
-static int64_t doc_date(const bson_t *doc, const char *key)
-{
-	bson_iter_t it;
-	if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_DATE_TIME(&it))
-		return bson_iter_date_time(&it);
-	return 0;
-}
-
-/* Publish a requeued job and mark it published; a failure leaves it
- * unpublished for a later sweep. */
-static void publish_doc(djob_store_t *s, bson_t *doc, djob_store_publish_fn publish,
+/* Publish a queued job and drop its outbox entry; a failure leaves the
+ * entry for a later sweep. */
+static void publish_doc(djob_store_t *s, const bson_t *doc, djob_store_publish_fn publish,
                         void *opaque)
 {
 	char *json = doc_to_json(doc);
 	const char *id = doc_str(doc, "_id");
 	djob_error_t e;
 	if (json && publish(opaque, id, doc_str(doc, "type"), json, &e) == 0)
-		djob_store_mark_published(s, &id, 1, NULL);
+		outbox_done(s, &id, 1, NULL);
 	else if (json)
 		djob_logf(s->conf, DJOB_LOG_WARNING, "scheduler", "Job %s not published: %s", id,
 		          e.message);
 	free(json);
+}
+
+typedef struct {
+	djob_store_t *s;
+	int64_t now;
+	bool exhausted; /* out */
+} sweep_t;
+
+static int plan_due(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *err)
+{
+	sweep_t *w = ctx;
+	if (doc_state(doc) != DJOB_STATE_SCHEDULED || doc_date(doc, "runAt") > w->now)
+		return djob_set_error(err, DJOB_ECONFLICT, 0, "Not due");
+	set_requeued(ch, w->now);
+	return 0;
+}
+
+static int plan_expired(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *err)
+{
+	sweep_t *w = ctx;
+	if (doc_state(doc) != DJOB_STATE_PROCESSING || doc_date(doc, "leaseUntil") >= w->now)
+		return djob_set_error(err, DJOB_ECONFLICT, 0, "Lease alive");
+	int attempts = (int)doc_int(doc, "attempts", 0);
+	int max = (int)doc_int(doc, "maxAttempts", djob_config_get_int(w->s->conf, "max.attempts"));
+	char msg[160];
+	snprintf(msg, sizeof msg, "Lease of attempt %d expired (worker %s)", attempts,
+	         doc_str(doc, "workerId"));
+	w->exhausted = attempts >= max;
+	if (w->exhausted) {
+		BSON_APPEND_UTF8(&ch->set, "status", "failed");
+		BSON_APPEND_DATE_TIME(&ch->set, "updatedAt", w->now);
+		BSON_APPEND_DATE_TIME(&ch->set, "finishedAt", w->now);
+		BSON_APPEND_UTF8(&ch->unset, "leaseUntil", "");
+	} else {
+		set_requeued(ch, w->now);
+	}
+	BSON_APPEND_UTF8(&ch->set, "error", msg);
+	bson_t entry;
+	BSON_APPEND_DOCUMENT_BEGIN(&ch->push, "history", &entry);
+	BSON_APPEND_INT32(&entry, "attempt", attempts);
+	BSON_APPEND_UTF8(&entry, "workerId", doc_str(doc, "workerId"));
+	BSON_APPEND_UTF8(&entry, "status", "lease expired");
+	BSON_APPEND_DATE_TIME(&entry, "finishedAt", w->now);
+	bson_append_document_end(&ch->push, &entry);
+	return 0;
+}
+
+/* Requeue the jobs a step found (outbox entry first), then publish. */
+static int requeue_all(djob_store_t *s, bson_t **docs, size_t n, plan_fn plan, int64_t now,
+                       djob_store_publish_fn publish, void *opaque, int *moved, int *exhausted,
+                       int *lost, djob_error_t *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *id = doc_str(docs[i], "_id");
+		sweep_t w = {s, now, false};
+		int rc = outbox_add(s, &id, 1, now, err);
+		bson_t *doc = NULL;
+		if (rc == 0)
+			rc = transition(s, id, plan, &w, &doc, err);
+		if (rc == DJOB_ECONFLICT || rc == DJOB_ENOTFOUND) {
+			(*lost)++; /* its outbox entry goes in the outbox step */
+			continue;
+		}
+		if (rc != 0)
+			return rc;
+		(*moved)++;
+		if (w.exhausted) {
+			(*exhausted)++;
+			outbox_done(s, &id, 1, NULL);
+		} else {
+			publish_doc(s, doc, publish, opaque);
+		}
+		bson_destroy(doc);
+	}
+	return 0;
 }
 
 int djob_store_sweep(djob_store_t *s, int64_t now, int64_t grace_ms, int limit,
@@ -1089,102 +1366,54 @@ int djob_store_sweep(djob_store_t *s, int64_t now, int64_t grace_ms, int limit,
 	memset(st, 0, sizeof *st);
 	bson_t **docs;
 	size_t n;
-	int rc;
 
 	/* 1. Scheduled jobs whose time came (delayed jobs, retries). */
 	bson_t *f = BCON_NEW("status", BCON_UTF8("scheduled"), "runAt", "{", "$lte",
 	                     BCON_DATE_TIME(now), "}");
-	rc = find_docs(s, f, limit, &docs, &n, err);
+	int rc = find_docs(s, NULL, f, limit, &docs, &n, err);
 	bson_destroy(f);
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		const char *id = doc_str(docs[i], "_id");
-		bson_t *cf = BCON_NEW("_id", BCON_UTF8(id), "status", BCON_UTF8("scheduled"));
-		bson_t *u = BCON_NEW("$set", "{", "status", BCON_UTF8("queued"), "published",
-		                     BCON_BOOL(false), "updatedAt", BCON_DATE_TIME(now), "}");
-		bson_t *doc;
-		rc = find_and_modify(s, cf, u, &doc, err);
-		if (rc == 0 && doc) {
-			st->due++;
-			publish_doc(s, doc, publish, opaque);
-			bson_destroy(doc);
-		} else if (rc == 0) {
-			st->lost_races++;
-		}
-		bson_destroy(cf);
-		bson_destroy(u);
-	}
+	int none = 0;
+	if (rc == 0)
+		rc = requeue_all(s, docs, n, plan_due, now, publish, opaque, &st->due, &none,
+		                 &st->lost_races, err);
 	free_docs(docs, n);
 	if (rc != 0)
 		return rc;
 
 	/* 2. Processing jobs whose lease ran out (crashed or hung worker):
-	 * queued again while attempts remain, else failed. The filter holds
-	 * the lease seen, so an extension in between wins. */
+	 * queued again while attempts remain, else failed. */
 	f = BCON_NEW("status", BCON_UTF8("processing"), "leaseUntil", "{", "$lt", BCON_DATE_TIME(now),
 	             "}");
-	rc = find_docs(s, f, limit, &docs, &n, err);
+	rc = find_docs(s, NULL, f, limit, &docs, &n, err);
 	bson_destroy(f);
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		const char *id = doc_str(docs[i], "_id");
-		int attempts = (int)doc_int(docs[i], "attempts", 0);
-		int max = (int)doc_int(docs[i], "maxAttempts",
-		                       djob_config_get_int(s->conf, "max.attempts"));
-		bool exhausted = attempts >= max;
-		char msg[128];
-		snprintf(msg, sizeof msg, "Lease of attempt %d expired (worker %s)", attempts,
-		         doc_str(docs[i], "workerId"));
-		bson_t *cf = BCON_NEW("_id", BCON_UTF8(id), "status", BCON_UTF8("processing"),
-		                      "leaseUntil", BCON_DATE_TIME(doc_date(docs[i], "leaseUntil")));
-		bson_t *u = BCON_NEW(
-			"$set", "{", "status", BCON_UTF8(exhausted ? "failed" : "queued"), "published",
-			BCON_BOOL(exhausted), "error", BCON_UTF8(msg), "updatedAt", BCON_DATE_TIME(now),
-			"}", "$unset", "{", "leaseUntil", BCON_UTF8(""), "}", "$push", "{", "history",
-			"{", "attempt", BCON_INT32(attempts), "workerId",
-			BCON_UTF8(doc_str(docs[i], "workerId")), "status", BCON_UTF8("lease expired"),
-			"finishedAt", BCON_DATE_TIME(now), "}", "}");
-		bson_t *doc;
-		rc = find_and_modify(s, cf, u, &doc, err);
-		if (rc == 0 && doc) {
-			st->expired++;
-			if (exhausted)
-				st->exhausted++;
-			else
-				publish_doc(s, doc, publish, opaque);
-			bson_destroy(doc);
-		} else if (rc == 0) {
-			st->lost_races++;
-		}
-		bson_destroy(cf);
-		bson_destroy(u);
-	}
+	if (rc == 0)
+		rc = requeue_all(s, docs, n, plan_expired, now, publish, opaque, &st->expired,
+		                 &st->exhausted, &st->lost_races, err);
 	free_docs(docs, n);
 	if (rc != 0)
 		return rc;
 
-	/* 3. Queued jobs never confirmed published (the API died between
-	 * insert and produce). Taking one moves its updatedAt, so only one
-	 * sweeper publishes it. */
-	f = BCON_NEW("status", BCON_UTF8("queued"), "published", BCON_BOOL(false), "updatedAt", "{",
-	             "$lt", BCON_DATE_TIME(now - grace_ms), "}");
-	rc = find_docs(s, f, limit, &docs, &n, err);
+	/* 3. Outbox entries older than the grace period: the API or a sweeper
+	 * died between writing the job and publishing it. Publish the job if
+	 * it is still queued (a second message is harmless: claims are
+	 * exclusive), then drop the entry. */
+	f = BCON_NEW("at", "{", "$lt", BCON_DATE_TIME(now - grace_ms), "}");
+	rc = find_docs(s, "outbox", f, limit, &docs, &n, err);
 	bson_destroy(f);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		const char *id = doc_str(docs[i], "_id");
-		bson_t *cf = BCON_NEW("_id", BCON_UTF8(id), "status", BCON_UTF8("queued"), "published",
-		                      BCON_BOOL(false), "updatedAt",
-		                      BCON_DATE_TIME(doc_date(docs[i], "updatedAt")));
-		bson_t *u = BCON_NEW("$set", "{", "updatedAt", BCON_DATE_TIME(now), "}");
-		bson_t *doc;
-		rc = find_and_modify(s, cf, u, &doc, err);
-		if (rc == 0 && doc) {
+		bson_t *job;
+		int r = find_one(s, id, &job, err);
+		if (r == 0 && doc_state(job) == DJOB_STATE_QUEUED) {
 			st->unpublished++;
-			publish_doc(s, doc, publish, opaque);
-			bson_destroy(doc);
-		} else if (rc == 0) {
-			st->lost_races++;
+			publish_doc(s, job, publish, opaque);
+		} else if (r == 0 || r == DJOB_ENOTFOUND) {
+			outbox_done(s, &id, 1, NULL);
+		} else {
+			rc = r;
 		}
-		bson_destroy(cf);
-		bson_destroy(u);
+		if (r == 0)
+			bson_destroy(job);
 	}
 	free_docs(docs, n);
 	return rc;

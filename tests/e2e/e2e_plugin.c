@@ -1,0 +1,41 @@
+/*
+ * A handler plugin for the e2e tests: compute, with two knobs in the
+ * payload so tests can watch a job run and retry:
+ *   "sleepMs": N    stay in the handler N ms (a job is seen "processing")
+ *   "failFirst": N  ask for a retry on the first N attempts
+ */
+#include <djob/djob.h>
+
+#include <cjson/cJSON.h>
+#include <time.h>
+
+#define E2E_EXPORT __attribute__((visibility("default")))
+
+static djob_job_status_t e2e_compute(djob_job_t *job, void *user_data)
+{
+	(void)user_data;
+	size_t len;
+	const char *text = djob_job_payload(job, &len);
+	cJSON *p = cJSON_ParseWithLength(text, len);
+	const cJSON *sleep_ms = cJSON_GetObjectItemCaseSensitive(p, "sleepMs");
+	const cJSON *fail_first = cJSON_GetObjectItemCaseSensitive(p, "failFirst");
+	long ms = cJSON_IsNumber(sleep_ms) ? (long)sleep_ms->valuedouble : 0;
+	int fail = cJSON_IsNumber(fail_first) ? fail_first->valueint : 0;
+	cJSON_Delete(p);
+	for (; ms > 0 && !djob_job_should_stop(job); ms -= 50) {
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	if (djob_job_attempts(job) <= fail) {
+		djob_job_set_error(job, "Failing on purpose");
+		return DJOB_JOB_RETRY;
+	}
+	return djob_handler_compute(job, NULL);
+}
+
+E2E_EXPORT int djob_plugin_register(djob_worker_t *worker, djob_error_t *err);
+
+E2E_EXPORT int djob_plugin_register(djob_worker_t *worker, djob_error_t *err)
+{
+	return djob_worker_register(worker, "compute", e2e_compute, NULL, err);
+}

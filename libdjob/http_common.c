@@ -329,6 +329,20 @@ int djob_http_authorize(djob_http_req_t *r, unsigned perm)
 	return 0;
 }
 
+/* Read and drop the rest of a refused body, so that the client (which may
+ * still be sending it) reads the reply instead of a reset connection.
+ * Beyond `cap` bytes the connection is closed instead. */
+static void drain(djob_http_req_t *r, long long cap)
+{
+	char buf[16384];
+	long long n = 0;
+	int got;
+	while (n <= cap && (got = mg_read(r->conn, buf, sizeof buf)) > 0)
+		n += got;
+	if (n > cap)
+		r->close = true;
+}
+
 int djob_http_read_body(djob_http_req_t *r, char **body, size_t *len)
 {
 	*body = NULL;
@@ -337,9 +351,14 @@ int djob_http_read_body(djob_http_req_t *r, char **body, size_t *len)
 	long long cl = r->ri->content_length;
 	char msg[96];
 	snprintf(msg, sizeof msg, "Request body is over %lld bytes", max);
+	/* Decided on Content-Length, before anything is kept: a body up to
+	 * 8 times the limit is read and dropped, a larger one is not read. */
+	long long drain_max = max * 8;
 	if (cl > max) {
-		/* Not read: the connection cannot be reused. */
-		r->close = true;
+		if (cl > drain_max)
+			r->close = true;
+		else
+			drain(r, drain_max);
 		djob_http_send_error(r, 413, msg);
 		return -1;
 	}
@@ -372,7 +391,7 @@ int djob_http_read_body(djob_http_req_t *r, char **body, size_t *len)
 	}
 	if ((long long)n > max) {
 		free(buf);
-		r->close = true;
+		drain(r, drain_max);
 		djob_http_send_error(r, 413, msg);
 		return -1;
 	}

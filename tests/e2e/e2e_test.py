@@ -431,6 +431,21 @@ def test_bad_input_is_refused_with_json_4xx_and_changes_nothing():
         ]
         for what, r, status in cases:
             expect_error(r, status, what)
+        # A huge Content-Length is refused on the header alone: the reply
+        # comes while the body has not been sent.
+        with socket.create_connection(("127.0.0.1", api), timeout=10) as sock:
+            sock.sendall(b"POST /jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                         + ADMIN.encode() + b"\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100000000\r\n\r\n{")
+            reply = b""
+            while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        check(head.startswith(b"HTTP/1.1 413"), f"huge Content-Length: {reply[:200]!r}")
+        check("error" in json.loads(body), f"huge Content-Length body {body!r}")
         after_doc = request(api, "GET", f"/jobs/{jid}", token=ADMIN).json()
         check(after_doc == before_doc, f"job changed: {before_doc} -> {after_doc}")
         after = st.counts()

@@ -637,22 +637,28 @@ static void test_expired_lease_is_recovered_by_the_scheduler(void)
 static void test_unpublished_job_is_published_by_the_scheduler(void)
 {
 	djob_client_t *c = test_client();
-	/* What an API that died between insert and produce leaves behind. */
-	char id[37];
+	/* What an API that died between insert and produce leaves behind: an
+	 * outbox entry and the queued job, never published. */
+	char id[37], outbox[96];
 	snprintf(id, sizeof id, "%08x-0000-4000-8000-%012llx", (unsigned)getpid(),
 	         (unsigned long long)now_ms());
+	snprintf(outbox, sizeof outbox, "%s_outbox", coll);
 	mongoc_client_t *mc =
 		mongoc_client_new(env_or("DJOB_MONGO_URI", "mongodb://127.0.0.1:27017/jobsdb"));
 	mongoc_collection_t *col = mongoc_client_get_collection(mc, "jobsdb", coll);
+	mongoc_collection_t *ob = mongoc_client_get_collection(mc, "jobsdb", outbox);
 	int64_t old = (int64_t)time(NULL) * 1000 - 5000;
+	bson_t *entry = BCON_NEW("_id", BCON_UTF8(id), "at", BCON_DATE_TIME(old));
 	bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "type", BCON_UTF8("compute"), "status",
 	                       BCON_UTF8("queued"), "payload", "{", "input", BCON_UTF8("hello"), "}",
 	                       "attempts", BCON_INT32(0), "maxAttempts", BCON_INT32(3), "createdAt",
-	                       BCON_DATE_TIME(old), "updatedAt", BCON_DATE_TIME(old), "published",
-	                       BCON_BOOL(false));
+	                       BCON_DATE_TIME(old), "updatedAt", BCON_DATE_TIME(old));
 	bson_error_t e;
+	EXPECT(mongoc_collection_insert_one(ob, entry, NULL, NULL, &e), "outbox: %s", e.message);
 	EXPECT(mongoc_collection_insert_one(col, doc, NULL, NULL, &e), "insert: %s", e.message);
+	bson_destroy(entry);
 	bson_destroy(doc);
+	mongoc_collection_destroy(ob);
 	mongoc_collection_destroy(col);
 	mongoc_client_destroy(mc);
 	djob_scheduler_t *s = start_scheduler();

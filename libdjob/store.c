@@ -253,36 +253,51 @@ int djob_store_ensure_indexes(djob_store_t *s, djob_error_t *err)
 		pthread_mutex_unlock(&indexes_mu);
 		return 0;
 	}
-	/* list by status/type newest first; the scheduler's sweeps (due,
-	 * expired leases) and the outbox's. */
-	bson_t *cmd = BCON_NEW(
-		"createIndexes", BCON_UTF8(s->coll), "indexes", "[",
-		"{", "key", "{", "status", BCON_INT32(1), "type", BCON_INT32(1), "createdAt",
-		BCON_INT32(-1), "}", "name", BCON_UTF8("status_type_created"), "}",
-		"{", "key", "{", "status", BCON_INT32(1), "runAt", BCON_INT32(1), "}", "name",
-		BCON_UTF8("status_runAt"), "}",
-		"{", "key", "{", "status", BCON_INT32(1), "leaseUntil", BCON_INT32(1), "}", "name",
-		BCON_UTF8("status_leaseUntil"), "}",
-		"{", "key", "{", "createdAt", BCON_INT32(-1), "}", "name", BCON_UTF8("created"), "}",
-		"]");
-	char outbox[256];
-	snprintf(outbox, sizeof outbox, "%s_outbox", s->coll);
-	bson_t *cmd2 = BCON_NEW("createIndexes", BCON_UTF8(outbox), "indexes", "[", "{", "key", "{",
-	                        "at", BCON_INT32(1), "}", "name", BCON_UTF8("at"), "}", "]");
+	/* List by status/type newest first; the scheduler's sweeps (due,
+	 * expired leases) and the outbox's. One createIndexes per index:
+	 * FerretDB 1.24 panics on a multi-index createIndexes against a
+	 * collection whose indexes differ from the list. */
+	static const struct {
+		const char *suffix, *name, *k1, *k2, *k3;
+		int d1, d2, d3;
+	} idx[] = {
+		{NULL, "status_type_created", "status", "type", "createdAt", 1, 1, -1},
+		{NULL, "status_runAt", "status", "runAt", NULL, 1, 1, 0},
+		{NULL, "status_leaseUntil", "status", "leaseUntil", NULL, 1, 1, 0},
+		{NULL, "created", "createdAt", NULL, NULL, -1, 0, 0},
+		{"outbox", "at", "at", NULL, NULL, 1, 0, 0},
+	};
 	mongoc_client_t *client = mongoc_client_pool_pop(s->pool);
 	mongoc_database_t *db = mongoc_client_get_database(client, s->db);
 	bson_error_t e;
 	int rc = 0;
-	if (!mongoc_database_write_command_with_opts(db, cmd, NULL, NULL, &e) ||
-	    !mongoc_database_write_command_with_opts(db, cmd2, NULL, NULL, &e))
-		rc = mongo_error(err, &e, "createIndexes");
-	else
+	for (size_t i = 0; rc == 0 && i < sizeof idx / sizeof idx[0]; i++) {
+		char coll[256];
+		snprintf(coll, sizeof coll, "%s%s%s", s->coll, idx[i].suffix ? "_" : "",
+		         idx[i].suffix ? idx[i].suffix : "");
+		bson_t cmd = BSON_INITIALIZER, arr, spec, key;
+		BSON_APPEND_UTF8(&cmd, "createIndexes", coll);
+		BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &arr);
+		BSON_APPEND_DOCUMENT_BEGIN(&arr, "0", &spec);
+		BSON_APPEND_DOCUMENT_BEGIN(&spec, "key", &key);
+		BSON_APPEND_INT32(&key, idx[i].k1, idx[i].d1);
+		if (idx[i].k2)
+			BSON_APPEND_INT32(&key, idx[i].k2, idx[i].d2);
+		if (idx[i].k3)
+			BSON_APPEND_INT32(&key, idx[i].k3, idx[i].d3);
+		bson_append_document_end(&spec, &key);
+		BSON_APPEND_UTF8(&spec, "name", idx[i].name);
+		bson_append_document_end(&arr, &spec);
+		bson_append_array_end(&cmd, &arr);
+		if (!mongoc_database_write_command_with_opts(db, &cmd, NULL, NULL, &e))
+			rc = mongo_error(err, &e, "createIndexes");
+		bson_destroy(&cmd);
+	}
+	if (rc == 0)
 		atomic_store(&s->indexes_done, 1);
 	mongoc_database_destroy(db);
 	mongoc_client_pool_push(s->pool, client);
 	pthread_mutex_unlock(&indexes_mu);
-	bson_destroy(cmd);
-	bson_destroy(cmd2);
 	return rc;
 }
 

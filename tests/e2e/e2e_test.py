@@ -198,6 +198,14 @@ class Stack:
                 try:
                     p.wait(timeout=90)
                 except subprocess.TimeoutExpired:
+                    # Where it hangs, when gdb is there to say.
+                    try:
+                        bt = subprocess.run(["gdb", "-p", str(p.pid), "-batch", "-ex",
+                                             "thread apply all bt 15"], capture_output=True,
+                                            text=True, timeout=60).stdout
+                        sys.stderr.write(f"---- {name} threads ----\n{bt}\n")
+                    except (OSError, subprocess.TimeoutExpired):
+                        pass
                     p.kill()
                     p.wait()
                     errors.append(f"{name} did not stop within 90 s of SIGTERM")

@@ -567,6 +567,50 @@ def test_wrong_method_405_with_allow_unknown_route_404():
         st.stop(failed)
 
 
+def test_batch_idempotency_key_list_pages_cancel_and_retry():
+    st = Stack()
+    failed = True
+    try:
+        api = st.api()
+        # A batch: 201 {"jobIds": [...]} (types no worker here runs).
+        batch = [{"type": "data", "payload": {"n": i}} for i in range(5)]
+        r = request(api, "POST", "/jobs", batch)
+        check(r.status == 201 and len(set(r.json()["jobIds"])) == 5, f"batch: {r}")
+        ids = r.json()["jobIds"]
+        # Idempotency-Key: the repeat answers 200 with the first job.
+        one = {"type": "file", "payload": {"path": "a"}}
+        r1 = request(api, "POST", "/jobs", one, headers={"Idempotency-Key": "key-1"})
+        r2 = request(api, "POST", "/jobs", one, headers={"Idempotency-Key": "key-1"})
+        check(r1.status == 201 and r2.status == 200 and r1.json() == r2.json(),
+              f"idempotent repeat: {r1} then {r2}")
+        check(st.counts() == (6, 6), f"counted {st.counts()}")
+        # List: newest first, pages joined by the cursor, filters.
+        seen, after = [], None
+        while True:
+            q = "/jobs?type=data&limit=2" + (f"&after={after}" if after else "")
+            page = request(api, "GET", q).json()
+            check(len(page["jobs"]) <= 2, f"page {page}")
+            seen += [j["_id"] for j in page["jobs"]]
+            after = page["next"]
+            if not after:
+                break
+        check(sorted(seen) == sorted(ids) and len(seen) == 5, f"pages {seen} vs {ids}")
+        check(request(api, "GET", "/jobs?status=queued&type=file").json()["jobs"][0]["_id"]
+              == r1.json()["jobId"], "filter by status and type")
+        check(request(api, "GET", "/jobs?status=completed").json() == {"jobs": [], "next": None},
+              "empty page")
+        # Cancel, cancel again (409), retry (queued again and published).
+        r = request(api, "DELETE", f"/jobs/{ids[0]}")
+        check(r.status == 200 and r.json()["status"] == "cancelled", f"cancel {r}")
+        expect_error(request(api, "DELETE", f"/jobs/{ids[0]}"), 409, "second cancel")
+        r = request(api, "POST", f"/jobs/{ids[0]}/retry")
+        check(r.status == 200 and r.json()["status"] == "queued", f"retry {r}")
+        check(st.counts() == (6, 7), f"a retry publishes once: {st.counts()}")
+        failed = False
+    finally:
+        st.stop(failed)
+
+
 def test_concurrent_200_submits_give_200_distinct_ids_all_completed():
     st = Stack()
     failed = True

@@ -770,6 +770,25 @@ static int apply(djob_store_t *s, const char *id, int64_t seq, const change_t *c
 	bson_t *u = update_from(&ch->set, &ch->unset, &ch->push);
 	int rc = write_job(s, id, u, err);
 	bson_destroy(u);
+	if (rc != 0) {
+		/* The lock is ours: if the write did not happen, give the lock
+		 * back so the job is not held until a roll-forward. */
+		bson_t *doc;
+		if (find_one(s, id, &doc, NULL) == 0) {
+			if (doc_int(doc, "seq", 0) == seq + 1) {
+				rc = 0; /* it did happen; only the answer was lost */
+			} else {
+				c = conn_get(s);
+				locks = side(&c, s, "locks");
+				bson_t *f = BCON_NEW("_id", BCON_UTF8(lock_id));
+				mongoc_collection_delete_one(locks, f, NULL, NULL, NULL);
+				bson_destroy(f);
+				mongoc_collection_destroy(locks);
+				conn_put(s, &c);
+			}
+			bson_destroy(doc);
+		}
+	}
 	return rc;
 }
 
@@ -802,8 +821,10 @@ static int transition(djob_store_t *s, const char *id, plan_fn plan, void *ctx,
 		bson_destroy(&ch.push);
 		if (rc == LOST_RACE) {
 			if (attempt >= 50)
-				return djob_set_error(err, DJOB_ECONFLICT, 1,
-				                      "The job is changing; try again");
+				/* Not a conflict with the caller's request: the
+				 * store is busy with this job (503, retriable). */
+				return djob_set_error(err, DJOB_EMONGO, 1,
+				                      "The job is being changed by another writer; try again");
 			struct timespec ts = {0, (attempt < 10 ? 2 : 20) * 1000000L};
 			nanosleep(&ts, NULL);
 			continue;

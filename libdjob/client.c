@@ -6,9 +6,14 @@
 #include "store.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#ifdef DJOB_FAULT_INJECTION
+#include <signal.h>
+#endif
 
 #define MAX_BATCH 1000
 #define MAX_IDEMPOTENCY_KEY 200
@@ -18,7 +23,29 @@ struct djob_client_s {
 	djob_store_t *store;
 	djob_producer_t *producer;
 	atomic_int topics_done;
+
+	/* The last ping (djob_client_health). */
+	pthread_mutex_t health_mu;
+	pthread_cond_t health_cv;
+	bool health_busy;  /* a caller is pinging */
+	int64_t health_at; /* monotonic ms of the last result, 0: none yet */
+	int health_rc;
+	int health_kafka, health_mongo;
+	djob_error_t health_err;
 };
+
+#ifdef DJOB_FAULT_INJECTION
+/* Test builds only (meson -Dfault_injection=true): die here when the
+ * environment names this point in DJOB_FAULT (tests/fault). */
+static void fault_point(const char *name)
+{
+	const char *f = getenv("DJOB_FAULT");
+	if (f && strcmp(f, name) == 0)
+		raise(SIGKILL);
+}
+#else
+#define fault_point(name) ((void)0)
+#endif
 
 int djob_client_new(djob_client_t **out, const djob_config_t *conf, djob_error_t *err)
 {
@@ -26,6 +53,8 @@ int djob_client_new(djob_client_t **out, const djob_config_t *conf, djob_error_t
 	djob_client_t *c = calloc(1, sizeof *c);
 	if (!c)
 		return djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	pthread_mutex_init(&c->health_mu, NULL);
+	pthread_cond_init(&c->health_cv, NULL);
 	int rc = djob_config_dup(&c->conf, conf, err);
 	if (rc == 0)
 		rc = djob_store_new(&c->store, conf, err);
@@ -46,6 +75,8 @@ void djob_client_free(djob_client_t *c)
 	djob_producer_free(c->producer);
 	djob_store_free(c->store);
 	djob_config_free(c->conf);
+	pthread_mutex_destroy(&c->health_mu);
+	pthread_cond_destroy(&c->health_cv);
 	free(c);
 }
 
@@ -226,6 +257,8 @@ static int submit_jobs(djob_client_t *c, djob_new_job_t *jobs, size_t n, int *cr
 		return djob_set_error(err, DJOB_ECONFLICT, 0, "An idempotencyKey is already used");
 	if (rc != 0)
 		return rc;
+	/* The jobs and their outbox entries are stored; nothing is in Kafka. */
+	fault_point("crash_after_insert");
 	return publish(c, jobs, n, err);
 }
 
@@ -533,4 +566,42 @@ int djob_client_ping(djob_client_t *c, int *kafka_ok, int *mongo_ok, djob_error_
 		return m;
 	}
 	return 0;
+}
+
+int djob_client_health(djob_client_t *c, int max_age_ms, int *kafka_ok, int *mongo_ok,
+                       djob_error_t *err)
+{
+	pthread_mutex_lock(&c->health_mu);
+	int64_t now = djob_mono_ms();
+	bool fresh = c->health_at && now - c->health_at <= max_age_ms;
+	/* One caller pings at a time; the others take the last result rather
+	 * than wait (a ping of a down server takes seconds). */
+	if (!fresh && !(c->health_busy && c->health_at)) {
+		while (c->health_busy)
+			pthread_cond_wait(&c->health_cv, &c->health_mu);
+		if (!c->health_at || djob_mono_ms() - c->health_at > max_age_ms) {
+			c->health_busy = true;
+			pthread_mutex_unlock(&c->health_mu);
+			djob_error_t e = {0};
+			int k = 0, m = 0;
+			int rc = djob_client_ping(c, &k, &m, &e);
+			pthread_mutex_lock(&c->health_mu);
+			c->health_rc = rc;
+			c->health_kafka = k;
+			c->health_mongo = m;
+			c->health_err = e;
+			c->health_at = djob_mono_ms();
+			c->health_busy = false;
+			pthread_cond_broadcast(&c->health_cv);
+		}
+	}
+	int rc = c->health_rc;
+	if (kafka_ok)
+		*kafka_ok = c->health_kafka;
+	if (mongo_ok)
+		*mongo_ok = c->health_mongo;
+	if (rc != 0 && err)
+		*err = c->health_err;
+	pthread_mutex_unlock(&c->health_mu);
+	return rc;
 }

@@ -16,6 +16,20 @@ struct djob_api_server_s {
 };
 
 #define JOBS_PREFIX "/jobs/"
+#define HEALTH_MAX_AGE_MS 1000
+
+/* GET /health: {"status":"ok"|"degraded","kafka":"ok"|"down","mongo":...},
+ * 200 when both servers answer, 503 otherwise; pinged at most once a
+ * second. */
+static void health(djob_api_server_t *s, djob_http_req_t *r)
+{
+	int kafka = 0, mongo = 0;
+	int rc = djob_client_health(s->client, HEALTH_MAX_AGE_MS, &kafka, &mongo, NULL);
+	char body[96];
+	snprintf(body, sizeof body, "{\"status\":\"%s\",\"kafka\":\"%s\",\"mongo\":\"%s\"}",
+	         rc == 0 ? "ok" : "degraded", kafka ? "ok" : "down", mongo ? "ok" : "down");
+	djob_http_send_json(r, rc == 0 ? 200 : 503, body);
+}
 
 /* Count submitted jobs by type: the body was accepted, so it parses. */
 static void count_submitted(djob_api_server_t *s, const char *body, size_t len)
@@ -66,7 +80,11 @@ static void post_jobs(djob_api_server_t *s, djob_http_req_t *r)
 	djob_error_t e;
 	int created = 0;
 	const char *key = mg_get_header(r->conn, "Idempotency-Key");
-	int rc = djob_client_submit_json(&out, &created, s->client, body, len, key, &e);
+	/* A server seen down in the last second: refuse at once (503) rather
+	 * than wait out the server timeouts (Kafka's 10 s, MongoDB's 5 s). */
+	int rc = djob_client_health(s->client, HEALTH_MAX_AGE_MS, NULL, NULL, &e);
+	if (rc == 0)
+		rc = djob_client_submit_json(&out, &created, s->client, body, len, key, &e);
 	if (rc == 0 && created)
 		count_submitted(s, body, len);
 	reply(r, rc, &e, out, created ? 201 : 200);
@@ -176,7 +194,7 @@ static int api_handler(struct mg_connection *conn, void *cbdata)
 	if (strcmp(uri, "/health") == 0) {
 		r.route = "/health";
 		if (get)
-			djob_http_send_json(&r, 200, "{\"status\":\"ok\"}");
+			health(s, &r);
 		else
 			djob_http_send_405(&r, "GET");
 	} else if (strcmp(uri, "/metrics") == 0) {

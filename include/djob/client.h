@@ -96,9 +96,19 @@ DJOB_EXTERN int djob_client_retry(char **json_out, djob_client_t *client, const 
 DJOB_EXTERN int djob_client_wait(char **json_out, djob_client_t *client, const char *id,
                                  int timeout_ms, djob_error_t *err);
 
-/* Reachability of the servers: 0 when both answer. */
+/* Reachability of the servers: 0 when both answer. A down server takes
+ * seconds to say so (up to 2 s for Kafka, the MongoDB server selection
+ * timeout for MongoDB). */
 DJOB_EXTERN int djob_client_ping(djob_client_t *client, int *kafka_ok, int *mongo_ok,
                                  djob_error_t *err);
+
+/* djob_client_ping, cached: pings only when the last result is older than
+ * max_age_ms, one caller at a time; while one pings, the others get the
+ * last result at once (they wait only for the very first). The return
+ * value and *err are those of that ping (DJOB_EKAFKA or DJOB_EMONGO when a
+ * server is down). */
+DJOB_EXTERN int djob_client_health(djob_client_t *client, int max_age_ms, int *kafka_ok,
+                                   int *mongo_ok, djob_error_t *err);
 
 DJOB_END_DECLS
 

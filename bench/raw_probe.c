@@ -14,6 +14,7 @@
  *   e2e    submit N jobs and work them off at the same time: jobs/s end to end
  *   submit the submit side alone: jobs/s
  *   get    find one job by _id from T threads for S seconds: reads/s
+ *   drop   drop COLL and its side collections (a djob run's leftovers)
  *
  * Updates are one command per job (concurrent across the work threads), not
  * a multi-statement bulk: FerretDB 1.24's SQLite backend holds a pooled
@@ -281,10 +282,18 @@ static wbatch_t *wq_head, *wq_tail;
 static bool wq_quit;
 static rd_kafka_t *consumer;
 
+static int64_t doc_count(const bson_t *doc, const char *key)
+{
+	bson_iter_t it;
+	return bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it)
+	               ? bson_iter_as_int64(&it)
+	               : 0;
+}
+
 /* One transition of a batch: a find by _id per job (the filter FerretDB
  * serves from its index), the locks in one insert_many, an update_one by
  * _id per job. */
-static void transition_batch(mongoc_client_t *c, const wbatch_t *b, int seq, bool claim)
+static long transition_batch(mongoc_client_t *c, const wbatch_t *b, int seq, bool claim)
 {
 	mongoc_collection_t *jc = coll(c, ""), *locks = coll(c, "locks");
 	bson_t *lockdocs[MAX_BATCH];
@@ -309,9 +318,15 @@ static void transition_batch(mongoc_client_t *c, const wbatch_t *b, int seq, boo
 	atomic_fetch_add(&n_find, b->n);
 	t = now_s();
 	bson_t *unordered = BCON_NEW("ordered", BCON_BOOL(false));
-	check(mongoc_collection_insert_many(locks, (const bson_t **)lockdocs, (size_t)b->n, unordered,
-	                                    NULL, &e),
-	      &e, "lock insert");
+	bson_t reply;
+	/* A redelivered message finds its lock taken (E11000): not an error,
+	 * and not a second job. */
+	if (!mongoc_collection_insert_many(locks, (const bson_t **)lockdocs, (size_t)b->n, unordered,
+	                                   &reply, &e) &&
+	    e.code != 11000)
+		check(false, &e, "lock insert");
+	long inserted = (long)doc_count(&reply, "insertedCount");
+	bson_destroy(&reply);
 	atomic_fetch_add(&us_lock, (long long)((now_s() - t) * 1e6));
 	atomic_fetch_add(&n_lock, 1);
 	t = now_s();
@@ -343,6 +358,7 @@ static void transition_batch(mongoc_client_t *c, const wbatch_t *b, int seq, boo
 		bson_destroy(lockdocs[i]);
 	mongoc_collection_destroy(jc);
 	mongoc_collection_destroy(locks);
+	return inserted;
 }
 
 static void *work_thread(void *arg)
@@ -362,7 +378,7 @@ static void *work_thread(void *arg)
 		pthread_mutex_unlock(&wq_mu);
 		if (!b)
 			break;
-		transition_batch(c, b, 1, true);
+		long jobs = transition_batch(c, b, 1, true);
 		transition_batch(c, b, 2, false);
 		/* Commit the batch's offsets (async: no round trip waited on). */
 		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(b->n);
@@ -371,7 +387,7 @@ static void *work_thread(void *arg)
 				b->offset[i] + 1;
 		rd_kafka_commit(consumer, l, 1);
 		rd_kafka_topic_partition_list_destroy(l);
-		atomic_fetch_add(&finished, b->n);
+		atomic_fetch_add(&finished, jobs);
 		free(b);
 	}
 	mongoc_client_pool_push(pool, c);
@@ -401,12 +417,11 @@ static void make_consumer(void)
 }
 
 /* Poll into batches of up to `batch` messages, handed to the work threads
- * at once when the poll runs dry. */
+ * at once when the poll runs dry, until `want` jobs are finished. */
 static void consume_until(long want, double deadline)
 {
 	wbatch_t *cur = NULL;
-	long got = 0;
-	while (got < want && now_s() < deadline) {
+	while (atomic_load(&finished) < want && now_s() < deadline) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, cur ? 2 : 100);
 		if (m && !m->err && m->key_len == 36) {
 			if (!cur)
@@ -416,7 +431,6 @@ static void consume_until(long want, double deadline)
 			cur->partition[cur->n] = m->partition;
 			cur->offset[cur->n] = m->offset;
 			cur->n++;
-			got++;
 		}
 		if (m)
 			rd_kafka_message_destroy(m);
@@ -469,8 +483,8 @@ static void *get_thread(void *arg)
 static void drop_all(void)
 {
 	mongoc_client_t *c = mongoc_client_pool_pop(pool);
-	const char *suffixes[] = {"", "locks", "outbox"};
-	for (size_t i = 0; i < 3; i++) {
+	const char *suffixes[] = {"", "locks", "outbox", "idempotency"};
+	for (size_t i = 0; i < 4; i++) {
 		mongoc_collection_t *x = coll(c, suffixes[i]);
 		mongoc_collection_drop(x, NULL);
 		mongoc_collection_destroy(x);
@@ -481,7 +495,7 @@ static void drop_all(void)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fputs("usage: raw_probe e2e|submit|get [-n N] [-b BATCH] [-p PRODUCERS] "
+		fputs("usage: raw_probe e2e|submit|get|drop [-n N] [-b BATCH] [-p PRODUCERS] "
 		      "[-c WORKERS] [-s SECONDS] -k COLL -t TOPIC\n",
 		      stderr);
 		return 2;
@@ -520,6 +534,12 @@ int main(int argc, char **argv)
 	pool = mongoc_client_pool_new(uri);
 	mongoc_client_pool_set_error_api(pool, 2);
 	mongoc_uri_destroy(uri);
+	if (strcmp(mode, "drop") == 0) {
+		drop_all();
+		mongoc_client_pool_destroy(pool);
+		mongoc_cleanup();
+		return 0;
+	}
 	make_producer();
 	pthread_t poller;
 	pthread_create(&poller, NULL, poll_loop, NULL);

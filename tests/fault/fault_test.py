@@ -1,0 +1,586 @@
+#!/usr/bin/env python3
+"""Fault tests: djob-api and djob-worker processes, started here, against
+the live dev stack, while workers and APIs are killed with SIGKILL and the
+Kafka broker and FerretDB are stopped and restarted.
+
+usage: fault_test.py <case>
+
+Every case has its own topic prefix, consumer group and collection. The
+paths come from DJOB_FAULT_API, DJOB_FAULT_WORKER, DJOB_FAULT_PLUGIN (a
+compute handler that appends every run to a log file), DJOB_FAULT_COUNT
+(tests/e2e/e2e_count) and DJOB_FAULT_DEVSTACK (set by meson). Servers are
+stopped only by the case that needs it and always started again, also when
+the case fails or is killed with SIGTERM. Each case prints the counts it
+checked. Standard library only.
+"""
+import collections
+import hashlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+CASE = sys.argv[1] if len(sys.argv) > 1 else "?"
+TYPES = ["compute", "file", "blockchain", "data"]
+
+
+class Failure(Exception):
+    pass
+
+
+class Terminated(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def say(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def sha256(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def binary(var):
+    path = os.environ.get(var, "")
+    check(path and os.access(path, os.X_OK), f"{var} does not name an executable: {path!r}")
+    return path
+
+
+def request(port, method, path, body=None, headers=None, timeout=60):
+    """One request: (status, parsed JSON or raw bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    try:
+        conn.request(method, path, body=json.dumps(body).encode() if body is not None else None,
+                     headers=h)
+        r = conn.getresponse()
+        data = r.read()
+    finally:
+        conn.close()
+    try:
+        return r.status, json.loads(data)
+    except ValueError:
+        return r.status, data
+
+
+class Stack:
+    """The daemons of one case, on free ports, with this case's names."""
+
+    def __init__(self, env=None):
+        tag = "fault%d%d" % (os.getpid(), int(time.time() * 1000) % 10**9)
+        self.prefix = tag + "."
+        self.group = tag
+        self.coll = tag
+        self.dir = tempfile.mkdtemp(prefix="djob-fault-")
+        self.runlog = os.path.join(self.dir, "runs.log")
+        self.base_env = env or {}
+        self.procs = []  # [name, Popen, log path, expected to be alive]
+
+    def env(self, extra):
+        e = dict(os.environ)
+        for k in ("DJOB_API_TOKENS", "DJOB_TOKEN", "DJOB_API_LISTEN", "DJOB_SINK",
+                  "DJOB_PLUGINS", "DJOB_FAULT"):
+            e.pop(k, None)
+        e.update({
+            "DJOB_TOPIC_PREFIX": self.prefix,
+            "DJOB_GROUP_ID": self.group,
+            "DJOB_MONGO_COLLECTION": self.coll,
+            "DJOB_LOG_LEVEL": "info",
+            "DJOB_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "DJOB_TOPIC_PARTITIONS": "3",
+            "DJOB_FAULT_RUNLOG": self.runlog,
+        })
+        e.update(self.base_env)
+        e.update(extra or {})
+        return e
+
+    def spawn(self, name, argv, extra_env):
+        log = os.path.join(self.dir, f"{name}-{len(self.procs)}.log")
+        p = subprocess.Popen(argv, env=self.env(extra_env), stdout=open(log, "w"),
+                             stderr=subprocess.STDOUT)
+        self.procs.append([name, p, log, True])
+        return p
+
+    def wait_ready(self, p, port, name, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if p.poll() is not None:
+                raise Failure(f"{name} exited with {p.returncode} at start")
+            try:
+                if request(port, "GET", "/health", timeout=10)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise Failure(f"{name} did not answer /health within {timeout} s")
+
+    def api(self, extra=None, name="djob-api"):
+        port = free_port()
+        p = self.spawn(name, [binary("DJOB_FAULT_API"), "--port", str(port)], extra)
+        self.wait_ready(p, port, name)
+        return port, p
+
+    def worker(self, concurrency=4, extra=None):
+        port = free_port()
+        argv = [binary("DJOB_FAULT_WORKER"), "--port", str(port),
+                "--plugin", binary("DJOB_FAULT_PLUGIN"), "--set", f"concurrency={concurrency}"]
+        p = self.spawn("djob-worker", argv, extra)
+        self.wait_ready(p, port, "djob-worker")
+        return port, p
+
+    def killed(self, p):
+        """p was killed on purpose: it need not be alive at the end."""
+        for e in self.procs:
+            if e[1] is p:
+                e[3] = False
+
+    def dead_daemons(self):
+        return [f"{n} (pid {p.pid}) exited with {p.returncode}"
+                for n, p, _, alive in self.procs if alive and p.poll() is not None]
+
+    def counts(self, coll=None, topics=True):
+        """(documents in the collection, messages in this case's topics)."""
+        argv = [binary("DJOB_FAULT_COUNT"), coll or self.coll]
+        if topics:
+            argv += [self.prefix + t for t in TYPES]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        check(out.returncode == 0, f"e2e_count failed: {out.stderr.strip()}")
+        docs, msgs = out.stdout.split()
+        return int(docs), int(msgs)
+
+    def jobs(self, port):
+        """Every job of the collection, through GET /jobs pages."""
+        out, after = [], None
+        while True:
+            q = "/jobs?limit=1000" + (f"&after={after}" if after else "")
+            st, page = request(port, "GET", q, timeout=120)
+            check(st == 200, f"GET {q}: {st} {page!r:.300}")
+            out += page["jobs"]
+            after = page["next"]
+            if not after:
+                return out
+
+    def runs(self):
+        """The handler runs: [(kind S|E, job id, pid, attempt)]."""
+        if not os.path.exists(self.runlog):
+            return []
+        with open(self.runlog) as f:
+            return [(k, j, int(p), int(a)) for k, j, p, a in (line.split() for line in f)]
+
+    def wait_completed(self, port, ids, timeout):
+        """Wait until every job in ids is completed; returns {id: doc}."""
+        want = set(ids)
+        deadline = time.time() + timeout
+        last = -1
+        while True:
+            docs = {d["_id"]: d for d in self.jobs(port)}
+            done = [i for i in want if docs.get(i, {}).get("status") == "completed"]
+            bad = [docs[i] for i in want if docs.get(i, {}).get("status") in
+                   ("failed", "cancelled")]
+            check(not bad, f"{len(bad)} jobs ended badly, e.g. {bad[:2]}")
+            if len(done) == len(want):
+                return docs
+            if len(done) != last:
+                say(f"  {len(done)} of {len(want)} completed")
+                last = len(done)
+            dead = self.dead_daemons()
+            check(not dead, f"daemons died: {dead}")
+            if time.time() > deadline:
+                rest = collections.Counter(docs.get(i, {}).get("status", "missing")
+                                           for i in want if i not in done)
+                raise Failure(f"{len(done)} of {len(want)} completed within {timeout} s; "
+                              f"the others: {dict(rest)}")
+            time.sleep(2)
+
+    def stop(self, failed):
+        """SIGTERM every daemon still running; each must exit 0."""
+        errors = self.dead_daemons()
+        for name, p, log, alive in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=90)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+                    errors.append(f"{name} did not stop within 90 s of SIGTERM")
+                    continue
+                if p.returncode != 0:
+                    errors.append(f"{name} exited with {p.returncode} after SIGTERM")
+        if failed or errors:
+            for name, p, log, alive in self.procs:
+                with open(log, errors="replace") as f:
+                    lines = f.readlines()
+                sys.stderr.write(f"---- {name} ({log}), last lines ----\n")
+                sys.stderr.writelines(lines[-30:])
+        if errors:
+            raise Failure("; ".join(errors))
+
+
+def submit_many(port, payloads, threads=4):
+    """POST each payload as a compute job from `threads` threads; returns
+    the job ids in payload order. Every submit must answer 201."""
+    ids = [None] * len(payloads)
+    errors = []
+
+    def run(k):
+        for i in range(k, len(payloads), threads):
+            try:
+                st, body = request(port, "POST", "/jobs",
+                                   {"type": "compute", "payload": payloads[i]})
+            except OSError as e:
+                errors.append(f"submit {i}: {e}")
+                return
+            if st != 201:
+                errors.append(f"submit {i}: {st} {body!r:.200}")
+                return
+            ids[i] = body["jobId"]
+
+    ts = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    check(not errors, f"{len(errors)} submits failed: {errors[:3]}")
+    return ids
+
+
+def completed_entries(doc):
+    return sum(1 for h in doc.get("history", []) if h.get("status") == "completed")
+
+
+# ---- cases ----
+
+def test_worker_killed_mid_run_of_500_jobs_each_completed_once():
+    n = 500
+    st = Stack({"DJOB_LEASE_MS": "3000"})
+    failed = True
+    try:
+        api, _ = st.api()
+        _, w1 = st.worker()
+        _, w2 = st.worker()
+        payloads = [{"input": f"kill-{i}", "sleepMs": 100} for i in range(n)]
+        result = {}
+        sub = threading.Thread(target=lambda: result.update(ids=submit_many(api, payloads)))
+        t0 = time.time()
+        sub.start()
+        # SIGKILL the first worker while it is inside a handler, once a
+        # good part of the jobs has run.
+        victim = None
+        deadline = time.time() + 300
+        while victim is None:
+            check(time.time() < deadline, "the workers did not reach 150 runs in 300 s")
+            runs = st.runs()
+            ends = sum(1 for r in runs if r[0] == "E")
+            open_runs = collections.Counter()
+            for k, j, p, a in runs:
+                open_runs[(j, p, a)] += 1 if k == "S" else -1
+            busy = {p for (j, p, a), c in open_runs.items() if c > 0}
+            if ends >= 150 and w1.pid in busy:
+                w1.send_signal(signal.SIGKILL)
+                w1.wait()
+                st.killed(w1)
+                victim = w1.pid
+                say(f"SIGKILL worker {victim} after {ends} runs ended "
+                    f"({time.time() - t0:.1f} s into the run)")
+            else:
+                time.sleep(0.02)
+        sub.join()
+        check(result.get("ids") and len(set(result["ids"])) == n, "not every submit answered 201")
+        ids = result["ids"]
+        docs = st.wait_completed(api, ids, timeout=600)
+        elapsed = time.time() - t0
+        time.sleep(3)  # redelivered messages settle (they must be skipped)
+        runs = st.runs()
+        docs = {d["_id"]: d for d in st.jobs(api)}
+        check(len(docs) == n, f"{len(docs)} documents, expected {n}")
+        once = 0
+        for i, jid in enumerate(ids):
+            d = docs[jid]
+            check(d["status"] == "completed", f"job {jid} is {d['status']}")
+            check(d["result"]["value"] == sha256(f"kill-{i}"), f"bad result {d}")
+            check(completed_entries(d) == 1, f"job {jid} completed {completed_entries(d)} "
+                  f"times in its history: {d['history']}")
+            once += 1
+        per_job = collections.defaultdict(list)
+        for k, j, p, a in runs:
+            if k == "S":
+                per_job[j].append((p, a))
+        check(set(per_job) == set(ids), "runs of unknown jobs, or jobs never run")
+        twice = {j: r for j, r in per_job.items() if len(r) > 1}
+        killed_runs = sum(1 for r in per_job.values() for p, a in r if p == victim)
+        for j, r in twice.items():
+            check(len(r) == 2 and sum(1 for p, a in r if p == victim) == 1,
+                  f"job {j} ran more than once outside the killed worker's runs: {r}")
+            check(docs[j]["attempts"] == 2, f"job {j} ran twice with attempts "
+                  f"{docs[j]['attempts']}: {docs[j]}")
+        # At most the killed worker's in-flight jobs (concurrency 4) run again.
+        check(len(twice) <= 4, f"{len(twice)} jobs ran twice; the killed worker had at most "
+              "4 in flight")
+        check(len(twice) >= 1, "no job was in flight in the killed worker")
+        _, msgs = st.counts()
+        print(f"counts: submitted {n} (all 201), completed {once}, each with 1 completed "
+              f"history entry; handler runs {sum(len(r) for r in per_job.values())}, "
+              f"{killed_runs} on the killed worker; jobs run twice {len(twice)} (<= 4, each "
+              f"once by the killed worker, attempts 2); Kafka messages {msgs}; "
+              f"{elapsed:.1f} s for the {n} jobs")
+        failed = False
+    finally:
+        st.stop(failed)
+
+
+def test_api_killed_between_insert_and_produce_job_still_completes():
+    check(os.environ.get("DJOB_FAULT_INJECTION_BUILT") == "1",
+          "this build has no fault-injection points: configure it with "
+          "meson setup -Dfault_injection=true (scripts/test does)")
+    grace_ms = 2000
+    st = Stack({"DJOB_SCHEDULER_GRACE_MS": str(grace_ms)})
+    failed = True
+    try:
+        port1, api1 = st.api({"DJOB_FAULT": "crash_after_insert"}, name="djob-api-faulty")
+        st.worker()
+        try:
+            st_, body = request(port1, "POST", "/jobs",
+                                {"type": "compute", "payload": {"input": "outbox"}},
+                                timeout=30)
+            raise Failure(f"the faulty API answered {st_} {body!r:.200} instead of dying")
+        except (http.client.HTTPException, OSError):
+            pass
+        try:
+            api1.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise Failure("the faulty API is still running")
+        check(api1.returncode == -signal.SIGKILL, f"faulty API exited with {api1.returncode}")
+        st.killed(api1)
+        t_kill = time.time()
+        docs, msgs = st.counts()
+        outbox, _ = st.counts(st.coll + "_outbox", topics=False)
+        check((docs, msgs, outbox) == (1, 0, 1),
+              f"after the crash: {docs} jobs, {msgs} messages, {outbox} outbox entries; "
+              "expected 1, 0, 1")
+        # A restarted API (its scheduler) publishes the job from the outbox.
+        port2, _ = st.api(name="djob-api-restarted")
+        jobs = st.jobs(port2)
+        check(len(jobs) == 1 and jobs[0]["status"] == "queued", f"jobs: {jobs}")
+        jid = jobs[0]["_id"]
+        doc = st.wait_completed(port2, [jid], timeout=120)[jid]
+        took = time.time() - t_kill
+        check(doc["result"]["value"] == sha256("outbox") and doc["attempts"] == 1,
+              f"job {doc}")
+        check(completed_entries(doc) == 1, f"history {doc['history']}")
+        docs, msgs = st.counts()
+        outbox, _ = st.counts(st.coll + "_outbox", topics=False)
+        runs = [r for r in st.runs() if r[0] == "S"]
+        check((docs, msgs, outbox, len(runs)) == (1, 1, 0, 1),
+              f"after completion: {docs} jobs, {msgs} messages, {outbox} outbox entries, "
+              f"{len(runs)} runs; expected 1, 1, 0, 1")
+        print(f"counts: faulty API killed by SIGKILL after the insert with 1 job, 0 messages, "
+              f"1 outbox entry; the restarted API's scheduler published it (grace {grace_ms} "
+              f"ms): 1 job completed on attempt 1, 1 message, 0 outbox entries, 1 handler run; "
+              f"{took:.1f} s from the crash to completed")
+        failed = False
+    finally:
+        st.stop(failed)
+
+
+def devstack(*args, timeout=180):
+    t0 = time.time()
+    out = subprocess.run([os.environ.get("DJOB_FAULT_DEVSTACK", "scripts/devstack"), *args],
+                         capture_output=True, text=True, timeout=timeout)
+    say(f"devstack {' '.join(args)}: exit {out.returncode} in {time.time() - t0:.1f} s")
+    if out.returncode != 0:
+        sys.stderr.write(out.stdout + out.stderr)
+    return out.returncode
+
+
+def test_kafka_and_ferretdb_stopped_10s_every_accepted_job_completes():
+    n = 500
+    outage = 10
+    for svc in ("kafka", "mongo"):
+        check(devstack("status", svc) == 0,
+              f"{svc} is not a dev stack server up (scripts/devstack up): this case stops "
+              "and starts the servers with scripts/devstack")
+    st = Stack({"DJOB_SCHEDULER_GRACE_MS": "3000"})
+    failed = True
+    stopped = set()
+    try:
+        api, _ = st.api()
+        st.worker()
+        st.worker()
+        attempts = []  # (index, status, body, seconds, t)
+        health = []    # (t, status, body)
+        done = threading.Event()
+        lock = threading.Lock()
+        t0 = time.time()
+        # About 8 submits a second, so they span both outages.
+        def submitter(k, threads):
+            for i in range(k, n, threads):
+                ts = time.time()
+                try:
+                    st_, body = request(api, "POST", "/jobs",
+                                        {"type": "compute", "payload": {"input": f"out-{i}"}})
+                except (OSError, http.client.HTTPException) as e:
+                    st_, body = -1, repr(e)
+                with lock:
+                    attempts.append((i, st_, body, time.time() - ts, ts - t0))
+                time.sleep(max(0.0, threads / 8.0 - (time.time() - ts)))
+
+        def poll_health():
+            while not done.is_set():
+                try:
+                    h = request(api, "GET", "/health", timeout=30)
+                except (OSError, http.client.HTTPException) as e:
+                    h = (-1, repr(e))
+                health.append((time.time() - t0,) + h)
+                time.sleep(0.5)
+
+        subs = [threading.Thread(target=submitter, args=(k, 4)) for k in range(4)]
+        hp = threading.Thread(target=poll_health)
+        for t in subs + [hp]:
+            t.start()
+        try:
+            time.sleep(6)
+            for svc in ("kafka", "mongo"):
+                stopped.add(svc)
+                check(devstack("stop", svc) == 0, f"devstack stop {svc} failed")
+                t_stop = time.time() - t0
+                time.sleep(outage)
+                check(devstack("start", svc) == 0, f"devstack start {svc} failed")
+                stopped.discard(svc)
+                say(f"{svc} down from {t_stop:.1f} s to {time.time() - t0:.1f} s")
+                time.sleep(8)
+        finally:
+            for t in subs:
+                t.join()
+            done.set()
+            hp.join()
+        check(not st.dead_daemons(), f"daemons died: {st.dead_daemons()}")
+        by_status = collections.Counter(a[1] for a in attempts)
+        accepted = {a[0]: a[2]["jobId"] for a in attempts if a[1] == 201}
+        refused = [a for a in attempts if a[1] != 201]
+        for i, s, body, secs, t in refused:
+            check(s == 503 and isinstance(body, dict) and body.get("error"),
+                  f"submit {i} at {t:.1f} s: {s} {body!r:.200} (expected 201 or 503 with an "
+                  "error)")
+        check(refused, "no submission was refused while a server was down")
+        slowest = max(a[3] for a in refused)
+        check(slowest < 15, f"a refused submission took {slowest:.1f} s")
+        kafka_down = [h for h in health if h[1] == 503 and isinstance(h[2], dict)
+                      and h[2].get("kafka") == "down"]
+        mongo_down = [h for h in health if h[1] == 503 and isinstance(h[2], dict)
+                      and h[2].get("mongo") == "down"]
+        check(kafka_down and mongo_down,
+              f"/health never said degraded for both: kafka {len(kafka_down)}, "
+              f"mongo {len(mongo_down)}")
+        check(health[-1][1] == 200, f"/health at the end: {health[-1]}")
+        docs = st.wait_completed(api, list(accepted.values()), timeout=600)
+        for i, jid in accepted.items():
+            d = docs[jid]
+            check(d["result"]["value"] == sha256(f"out-{i}"), f"bad result {d}")
+            check(completed_entries(d) == 1, f"job {jid} history {d['history']}")
+        # A refused submission leaves no job behind (the client deletes a
+        # job whose publish failed).
+        extra = [d for jid, d in docs.items() if jid not in set(accepted.values())]
+        check(not extra, f"{len(extra)} jobs stored for refused submissions, e.g. {extra[:2]}")
+        check(not st.dead_daemons(), f"daemons died: {st.dead_daemons()}")
+        fast = sum(1 for a in refused if a[3] < 1)
+        print(f"counts: {len(attempts)} submits: {by_status[201]} accepted (201), all completed "
+              f"once; {len(refused)} refused with 503 and a JSON error ({fast} in under 1 s, "
+              f"slowest {slowest:.1f} s), 0 jobs left behind by them; /health degraded "
+              f"{len(kafka_down)} times with kafka down, {len(mongo_down)} with mongo down; "
+              f"no daemon exited; {time.time() - t0:.1f} s in all")
+        failed = False
+    finally:
+        for svc in ("kafka", "mongo"):
+            if devstack("status", svc) != 0:
+                devstack("start", svc)
+        st.stop(failed)
+
+
+def test_two_api_replicas_sweeping_never_run_a_job_attempt_twice():
+    n = 200
+    st = Stack({"DJOB_SCHEDULER_INTERVAL_MS": "200", "DJOB_SCHEDULER_GRACE_MS": "2000"})
+    failed = True
+    try:
+        api1, _ = st.api(name="djob-api-1")
+        api2, _ = st.api(name="djob-api-2")
+        st.worker()
+        st.worker()
+        t0 = time.time()
+        half = n // 2
+        ids = (submit_many(api1, [{"input": f"r-{i}", "failFirst": 1} for i in range(half)])
+               + submit_many(api2, [{"input": f"r-{i}", "failFirst": 1}
+                                    for i in range(half, n)]))
+        check(len(set(ids)) == n, "not every submit answered 201")
+        docs = st.wait_completed(api1, ids, timeout=600)
+        elapsed = time.time() - t0
+        time.sleep(3)
+        runs = st.runs()
+        per = collections.Counter((j, a, k) for k, j, p, a in runs)
+        dup = {key: c for key, c in per.items() if c > 1}
+        check(not dup, f"{len(dup)} (job, attempt) ran more than once, e.g. "
+              f"{list(dup.items())[:3]}")
+        starts = [(j, a) for k, j, p, a in runs if k == "S"]
+        check(sorted(starts) == sorted((j, a) for j in ids for a in (1, 2)),
+              f"{len(starts)} runs; expected attempts 1 and 2 of each of the {n} jobs")
+        for i, jid in enumerate(ids):
+            d = docs[jid]
+            check(d["attempts"] == 2, f"job {jid} attempts {d['attempts']}")
+            check([h["status"] for h in d["history"]] == ["failed", "completed"],
+                  f"job {jid} history {d['history']}")
+            check(d["result"]["value"] == sha256(f"r-{i}"), f"bad result {d}")
+        _, msgs = st.counts()
+        print(f"counts: {n} jobs failing once, submitted through 2 API replicas whose "
+              f"schedulers sweep every 200 ms; all {n} completed on attempt 2 with history "
+              f"[failed, completed]; {len(starts)} handler runs = {n} jobs x 2 attempts, "
+              f"0 (job, attempt) run twice; Kafka messages {msgs}; {elapsed:.1f} s")
+        failed = False
+    finally:
+        st.stop(failed)
+
+
+def main():
+    fn = globals().get("test_" + CASE)
+    if not fn:
+        print(f"unknown case {CASE}", file=sys.stderr)
+        return 2
+
+    def on_term(sig, frame):
+        raise Terminated(f"signal {sig}")
+
+    # meson's timeout sends SIGTERM: the finally blocks still restart the
+    # servers and stop the daemons.
+    signal.signal(signal.SIGTERM, on_term)
+    t0 = time.time()
+    try:
+        fn()
+    except (Failure, Terminated) as e:
+        print(f"FAIL {CASE}: {e} ({time.time() - t0:.1f} s)", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"FAIL {CASE}: {e} (is the dev stack up? scripts/devstack up)", file=sys.stderr)
+        return 1
+    print(f"ok {CASE} ({time.time() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

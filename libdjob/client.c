@@ -371,65 +371,6 @@ int djob_client_get(char **json_out, djob_client_t *c, const char *id, djob_erro
 	return rc ? rc : djob_store_get(c->store, id, json_out, err);
 }
 
-/* {"status":"completed"|"failed","workerId":...,"attempts":...}: a worker
- * recording its outcome through the API (the api sink). */
-static bool is_fenced_finish(const cJSON *doc)
-{
-	const cJSON *st = cJSON_GetObjectItemCaseSensitive(doc, "status");
-	return cJSON_GetObjectItemCaseSensitive(doc, "workerId") &&
-	       cJSON_GetObjectItemCaseSensitive(doc, "attempts") && cJSON_IsString(st) &&
-	       (strcmp(st->valuestring, "completed") == 0 || strcmp(st->valuestring, "failed") == 0);
-}
-
-/* A fenced completion goes through djob_store_finish, as the store sink's
- * does, so history and retries are recorded the same for both sinks:
- * {"status":"failed","retry":true,...} schedules a retry while attempts
- * remain. The job is read first for its maxAttempts (a lookup by _id). */
-static int finish_fenced(djob_client_t *c, const char *id, const cJSON *doc, char **json_out,
-                         djob_error_t *err)
-{
-	const cJSON *st = cJSON_GetObjectItemCaseSensitive(doc, "status");
-	const cJSON *worker = cJSON_GetObjectItemCaseSensitive(doc, "workerId");
-	const cJSON *attempts = cJSON_GetObjectItemCaseSensitive(doc, "attempts");
-	const cJSON *result = cJSON_GetObjectItemCaseSensitive(doc, "result");
-	const cJSON *error = cJSON_GetObjectItemCaseSensitive(doc, "error");
-	const cJSON *retry = cJSON_GetObjectItemCaseSensitive(doc, "retry");
-	bool done = strcmp(st->valuestring, "completed") == 0;
-	if (!cJSON_IsString(worker) || !*worker->valuestring || strlen(worker->valuestring) > 200)
-		return djob_set_error(err, DJOB_EINVAL, 0, "workerId must be a non-empty string");
-	if (!cJSON_IsNumber(attempts) || attempts->valuedouble < 1 ||
-	    attempts->valuedouble > 1000000 || attempts->valuedouble != floor(attempts->valuedouble))
-		return djob_set_error(err, DJOB_EINVAL, 0, "attempts must be a positive integer");
-	if (result && (!cJSON_IsObject(result) || djob_payload_validate(result, NULL) != 0))
-		return djob_set_error(err, DJOB_EINVAL, 0,
-		                      "result must be a JSON object without $-prefixed or dotted keys");
-	if (error && !cJSON_IsString(error))
-		return djob_set_error(err, DJOB_EINVAL, 0, "error must be a string");
-	if (retry && (!cJSON_IsBool(retry) || (done && cJSON_IsTrue(retry))))
-		return djob_set_error(err, DJOB_EINVAL, 0, "retry must be a boolean, with status failed");
-	char *cur = NULL;
-	int rc = djob_store_get(c->store, id, &cur, err);
-	if (rc != 0)
-		return rc;
-	cJSON *job = cJSON_Parse(cur);
-	free(cur);
-	const cJSON *max = cJSON_GetObjectItemCaseSensitive(job, "maxAttempts");
-	int max_attempts = cJSON_IsNumber(max) ? max->valueint
-	                                       : (int)djob_config_get_int(c->conf, "max.attempts");
-	cJSON_Delete(job);
-	char *result_json = result ? cJSON_PrintUnformatted(result) : NULL;
-	djob_job_status_t outcome = done ? DJOB_JOB_DONE
-	                            : cJSON_IsTrue(retry) ? DJOB_JOB_RETRY
-	                                                  : DJOB_JOB_FAIL;
-	rc = djob_store_finish(c->store, id, worker->valuestring, (int)attempts->valuedouble,
-	                       max_attempts, outcome, result_json,
-	                       cJSON_IsString(error) ? error->valuestring : NULL, err);
-	free(result_json);
-	if (rc == 0)
-		rc = djob_store_get(c->store, id, json_out, err);
-	return rc;
-}
-
 int djob_client_update(char **json_out, djob_client_t *c, const char *id, const char *body,
                        size_t body_len, djob_error_t *err)
 {
@@ -444,11 +385,6 @@ int djob_client_update(char **json_out, djob_client_t *c, const char *id, const 
 	cJSON *doc = cJSON_ParseWithLength(body, body_len);
 	if (!cJSON_IsObject(doc))
 		rc = djob_set_error(err, DJOB_EINVAL, 0, "Request body must be a JSON object");
-	else if (is_fenced_finish(doc))
-		rc = finish_fenced(c, id, doc, &out, err);
-	else if (cJSON_GetObjectItemCaseSensitive(doc, "retry"))
-		rc = djob_set_error(err, DJOB_EINVAL, 0,
-		                    "retry needs status failed with workerId and attempts");
 	else
 		rc = djob_store_patch(c->store, id, doc, &out, err);
 	cJSON_Delete(doc);

@@ -1022,6 +1022,8 @@ typedef struct {
 	int attempts; /* 0 when not fenced */
 	long lease_ms;
 	int64_t now;
+	bool retry;          /* a fenced failure that should be retried */
+	const cJSON *empty; /* {} for a completion without a result */
 } patch_t;
 
 static int plan_patch(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *err)
@@ -1043,8 +1045,20 @@ static int plan_patch(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *
 	djob_state_t from = doc_state(doc);
 	if (from == DJOB_STATE_INVALID || !djob_state_can_transition(from, p->to))
 		return conflict_from_to(doc, djob_state_name(p->to), err);
-	if (fenced && !holds_lease(doc, p->worker->valuestring, p->attempts))
-		return conflict_lease(err);
+	if (fenced) {
+		/* A worker recording its outcome (the api sink): the same change
+		 * as the store sink's, history and retries included. */
+		finish_t f = {p->worker->valuestring,
+		              p->attempts,
+		              (int)djob_config_get_int(p->s->conf, "max.attempts"),
+		              p->to == DJOB_STATE_COMPLETED ? DJOB_JOB_DONE
+		              : p->retry                    ? DJOB_JOB_RETRY
+		                                            : DJOB_JOB_FAIL,
+		              p->result ? p->result : p->empty,
+		              p->error ? p->error->valuestring : "Failed",
+		              p->now};
+		return plan_finish(doc, &f, ch, err);
+	}
 	BSON_APPEND_UTF8(&ch->set, "status", djob_state_name(p->to));
 	BSON_APPEND_DATE_TIME(&ch->set, "updatedAt", p->now);
 	BSON_APPEND_DATE_TIME(&ch->set, "finishedAt", p->now);
@@ -1067,6 +1081,7 @@ int djob_store_patch(djob_store_t *s, const char *id, const cJSON *body, char **
 	const cJSON *worker = cJSON_GetObjectItemCaseSensitive(body, "workerId");
 	const cJSON *attempts = cJSON_GetObjectItemCaseSensitive(body, "attempts");
 	const cJSON *lease = cJSON_GetObjectItemCaseSensitive(body, "leaseMs");
+	const cJSON *retry = cJSON_GetObjectItemCaseSensitive(body, "retry");
 	djob_state_t to = cJSON_IsString(status) ? djob_state_parse(status->valuestring)
 	                                          : DJOB_STATE_INVALID;
 	if (to != DJOB_STATE_PROCESSING && to != DJOB_STATE_COMPLETED && to != DJOB_STATE_FAILED)
@@ -1088,6 +1103,11 @@ int djob_store_patch(djob_store_t *s, const char *id, const cJSON *body, char **
 	              lease->valuedouble > 3600000))
 		return djob_set_error(err, DJOB_EINVAL, 0,
 		                      "leaseMs must be a number from 1000 to 3600000");
+	if (retry && (!cJSON_IsBool(retry) ||
+	              (cJSON_IsTrue(retry) && (to != DJOB_STATE_FAILED || !worker || !attempts))))
+		return djob_set_error(err, DJOB_EINVAL, 0,
+		                      "retry needs status failed with workerId and attempts");
+	cJSON *empty = cJSON_CreateObject();
 	patch_t p = {s,
 	             to,
 	             result,
@@ -1095,9 +1115,12 @@ int djob_store_patch(djob_store_t *s, const char *id, const cJSON *body, char **
 	             worker,
 	             worker && attempts ? (int)attempts->valuedouble : 0,
 	             lease ? (long)lease->valuedouble : djob_config_get_int(s->conf, "lease.ms"),
-	             djob_now_ms()};
+	             djob_now_ms(),
+	             cJSON_IsTrue(retry),
+	             empty};
 	bson_t *doc;
 	int rc = transition(s, id, plan_patch, &p, &doc, err);
+	cJSON_Delete(empty);
 	return rc != 0 ? rc : doc_result(doc, json_out, err);
 }
 

@@ -35,18 +35,6 @@ static void log_line(djob_log_level_t level, const char *fmt, const char *arg)
 	djob_log_json_stderr(level, "djob-api", msg, NULL);
 }
 
-/* Apply "key=value". */
-static int set_pair(djob_config_t *conf, char *pair, djob_error_t *err)
-{
-	char *eq = strchr(pair, '=');
-	if (!eq) {
-		snprintf(err->message, sizeof err->message, "--set needs KEY=VALUE, not %s", pair);
-		return -1;
-	}
-	*eq = '\0';
-	return djob_config_set(conf, pair, eq + 1, err);
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -66,7 +54,7 @@ int main(int argc, char **argv)
 		else if (c == 'l')
 			rc = djob_config_set(conf, "api.listen", optarg, &err);
 		else if (c == 's')
-			rc = set_pair(conf, optarg, &err);
+			rc = djob_config_set_pair(conf, optarg, &err);
 		else if (c == 'n')
 			scheduler = 0;
 		else {

@@ -37,17 +37,6 @@ static void log_line(djob_log_level_t level, const char *fmt, const char *arg)
 	djob_log_json_stderr(level, "djob-worker", msg, NULL);
 }
 
-static int set_pair(djob_config_t *conf, char *pair, djob_error_t *err)
-{
-	char *eq = strchr(pair, '=');
-	if (!eq) {
-		snprintf(err->message, sizeof err->message, "--set needs KEY=VALUE, not %s", pair);
-		return -1;
-	}
-	*eq = '\0';
-	return djob_config_set(conf, pair, eq + 1, err);
-}
-
 /* Append a plugin path to worker.plugins. */
 static int add_plugin(djob_config_t *conf, const char *path, djob_error_t *err)
 {
@@ -100,7 +89,7 @@ int main(int argc, char **argv)
 		else if (c == 'P')
 			rc = add_plugin(conf, optarg, &err);
 		else if (c == 's')
-			rc = set_pair(conf, optarg, &err);
+			rc = djob_config_set_pair(conf, optarg, &err);
 		else if (c == 'S')
 			start = 0;
 		else {

@@ -508,3 +508,17 @@ void djob_config_log_target(const djob_config_t *conf, djob_log_fn *fn, djob_log
 	*level = conf->log_level;
 	*opaque = conf->log_opaque;
 }
+
+int djob_config_set_pair(djob_config_t *conf, const char *pair, djob_error_t *err)
+{
+	const char *eq = pair ? strchr(pair, '=') : NULL;
+	if (!eq || eq == pair)
+		return djob_set_error(err, DJOB_EINVAL, 0, "Expected KEY=VALUE, not %s",
+		                      pair ? pair : "nothing");
+	char *name = strndup(pair, (size_t)(eq - pair));
+	if (!name)
+		return djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	int rc = djob_config_set(conf, name, eq + 1, err);
+	free(name);
+	return rc;
+}

@@ -61,6 +61,10 @@ DJOB_EXTERN void djob_config_free(djob_config_t *conf);
 DJOB_EXTERN int djob_config_set(djob_config_t *conf, const char *name, const char *value,
                                 djob_error_t *err);
 
+/* Set one key from "name=value" (a command line's --set). DJOB_EINVAL
+ * without '='. Ownership: pair is not changed; name and value are copied. */
+DJOB_EXTERN int djob_config_set_pair(djob_config_t *conf, const char *pair, djob_error_t *err);
+
 /* The value of a key, or NULL when unset and without default.
  * Ownership: lent, valid until the key is set again or conf is freed. */
 DJOB_EXTERN const char *djob_config_get(const djob_config_t *conf, const char *name);

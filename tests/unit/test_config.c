@@ -71,6 +71,23 @@ static void test_set_then_get_returns_the_value(void)
 	djob_config_free(conf);
 }
 
+static void test_set_pair_splits_at_the_first_equals_sign(void)
+{
+	djob_config_t *conf = NULL;
+	djob_error_t err;
+
+	CHECK_INT(djob_config_new(&conf, &err), 0);
+	CHECK_INT(djob_config_set_pair(conf, "api.port=8081", &err), 0);
+	CHECK_STR(djob_config_get(conf, "api.port"), "8081");
+	CHECK_INT(djob_config_set_pair(conf, "kafka.sasl.password=a=b", &err), 0);
+	CHECK_INT(djob_config_set_pair(conf, "api.port", &err), DJOB_EINVAL);
+	CHECK(strstr(err.message, "KEY=VALUE") != NULL);
+	CHECK_INT(djob_config_set_pair(conf, "=3000", &err), DJOB_EINVAL);
+	CHECK_INT(djob_config_set_pair(conf, "api.port=http", &err), DJOB_EINVAL);
+	CHECK_STR(djob_config_get(conf, "api.port"), "8081");
+	djob_config_free(conf);
+}
+
 static void test_log_level_key_sets_the_log_filter(void)
 {
 	djob_config_t *conf = NULL;
@@ -386,6 +403,7 @@ int main(void)
 {
 	RUN(test_new_config_holds_every_default);
 	RUN(test_set_then_get_returns_the_value);
+	RUN(test_set_pair_splits_at_the_first_equals_sign);
 	RUN(test_log_level_key_sets_the_log_filter);
 	RUN(test_invalid_values_are_refused_and_change_nothing);
 	RUN(test_types_and_topic_partitions_are_checked);

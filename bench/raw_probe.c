@@ -13,7 +13,8 @@
  * Modes (one JSON line on stdout):
  *   e2e    submit N jobs and work them off at the same time: jobs/s end to end
  *   submit the submit side alone: jobs/s
- *   get    find one job by _id from T threads for S seconds: reads/s
+ *   get    insert N jobs, then find one of them by _id from T threads for S
+ *          seconds: reads/s
  *   drop   drop COLL and its side collections (a djob run's leftovers)
  *
  * Updates are one command per job (concurrent across the work threads), not
@@ -547,9 +548,11 @@ int main(int argc, char **argv)
 	create_topic();
 
 	if (strcmp(mode, "get") == 0) {
-		/* One job to read, inserted as a submission would. */
+		/* N jobs, inserted as submissions would, so the read finds one
+		 * among as many documents as djob's collection holds. */
 		mongoc_client_t *c = mongoc_client_pool_pop(pool);
-		submit_batch(c, 0, 1);
+		for (int first = 0; first < n_jobs; first += batch)
+			submit_batch(c, first, first + batch > n_jobs ? n_jobs - first : batch);
 		mongoc_collection_t *jc = coll(c, "");
 		mongoc_cursor_t *cur = mongoc_collection_find_with_opts(jc, &(bson_t)BSON_INITIALIZER,
 		                                                        NULL, NULL);

@@ -208,7 +208,7 @@ class Stack:
                                            for i in want if i not in done)
                 raise Failure(f"{len(done)} of {len(want)} completed within {timeout} s; "
                               f"the others: {dict(rest)}")
-            time.sleep(2)
+            time.sleep(3)  # listing every job is not free on FerretDB
 
     def stop(self, failed):
         """SIGTERM every daemon still running; each must exit 0."""
@@ -267,11 +267,43 @@ def completed_entries(doc):
     return sum(1 for h in doc.get("history", []) if h.get("status") == "completed")
 
 
+def check_runs(runs, docs, ids):
+    """The fencing invariant: no (job, attempt) ran twice, the last attempt
+    ran, and the history holds one entry per attempt, the last one the only
+    completed one. An earlier attempt may not have run at all only when its
+    lease expired (its worker died between the claim and the handler).
+    Returns {job: [(pid, attempt)]}."""
+    per_job = collections.defaultdict(list)
+    for k, j, p, a in runs:
+        if k == "S":
+            per_job[j].append((p, a))
+    check(set(per_job) == set(ids),
+          f"runs of {len(set(per_job) - set(ids))} unknown jobs, "
+          f"{len(set(ids) - set(per_job))} jobs never run")
+    for j in ids:
+        d = docs[j]
+        attempts = sorted(a for p, a in per_job[j])
+        hist = d.get("history", [])
+        check(len(set(attempts)) == len(attempts), f"job {j} ran an attempt twice: {attempts}")
+        check(attempts and attempts[-1] == d["attempts"] and all(
+              a in attempts or hist[a - 1]["status"] == "lease expired"
+              for a in range(1, d["attempts"] + 1) if a <= len(hist)),
+              f"job {j} ran attempts {attempts} but has attempts {d['attempts']}: {d}")
+        check(completed_entries(d) == 1 and hist[-1]["status"] == "completed",
+              f"job {j} history {hist}")
+        check([h["attempt"] for h in hist] == list(range(1, d["attempts"] + 1)),
+              f"job {j}: one history entry per attempt expected: {hist}")
+    return per_job
+
+
 # ---- cases ----
 
 def test_worker_killed_mid_run_of_500_jobs_each_completed_once():
     n = 500
-    st = Stack({"DJOB_LEASE_MS": "3000"})
+    # The default lease (30 s): long enough that a live worker keeps its
+    # jobs on a slow, shared FerretDB; the killed worker's jobs wait that
+    # long to run again.
+    st = Stack()
     failed = True
     try:
         api, _ = st.api()
@@ -320,28 +352,26 @@ def test_worker_killed_mid_run_of_500_jobs_each_completed_once():
             check(completed_entries(d) == 1, f"job {jid} completed {completed_entries(d)} "
                   f"times in its history: {d['history']}")
             once += 1
-        per_job = collections.defaultdict(list)
-        for k, j, p, a in runs:
-            if k == "S":
-                per_job[j].append((p, a))
-        check(set(per_job) == set(ids), "runs of unknown jobs, or jobs never run")
-        twice = {j: r for j, r in per_job.items() if len(r) > 1}
+        per_job = check_runs(runs, docs, ids)
+        again = {j: r for j, r in per_job.items() if len(r) > 1}
         killed_runs = sum(1 for r in per_job.values() for p, a in r if p == victim)
-        for j, r in twice.items():
-            check(len(r) == 2 and sum(1 for p, a in r if p == victim) == 1,
-                  f"job {j} ran more than once outside the killed worker's runs: {r}")
-            check(docs[j]["attempts"] == 2, f"job {j} ran twice with attempts "
-                  f"{docs[j]['attempts']}: {docs[j]}")
-        # At most the killed worker's in-flight jobs (concurrency 4) run again.
-        check(len(twice) <= 4, f"{len(twice)} jobs ran twice; the killed worker had at most "
-              "4 in flight")
-        check(len(twice) >= 1, "no job was in flight in the killed worker")
+        # Jobs the killed worker held run again once its lease ran out; a
+        # live worker's job runs again only when writing its outcome took
+        # longer than the lease (a very slow store), and then under a new
+        # attempt number, fenced off from the old one.
+        after_kill = [j for j, r in again.items()
+                      if any(p == victim and a < len(r) for p, a in r)]
+        others = len(again) - len(after_kill)
+        check(after_kill, "no job held by the killed worker ran again")
+        check(len(after_kill) <= 4, f"{len(after_kill)} jobs of the killed worker ran again; "
+              "it held at most 4 (concurrency)")
         _, msgs = st.counts()
-        print(f"counts: submitted {n} (all 201), completed {once}, each with 1 completed "
-              f"history entry; handler runs {sum(len(r) for r in per_job.values())}, "
-              f"{killed_runs} on the killed worker; jobs run twice {len(twice)} (<= 4, each "
-              f"once by the killed worker, attempts 2); Kafka messages {msgs}; "
-              f"{elapsed:.1f} s for the {n} jobs")
+        print(f"counts: submitted {n} (all 201), completed {once}, each with exactly 1 "
+              f"completed history entry and one entry per attempt; handler runs "
+              f"{sum(len(r) for r in per_job.values())} ({killed_runs} on the killed worker), "
+              f"0 (job, attempt) run twice; {len(after_kill)} jobs held by the killed worker "
+              f"ran again on a new attempt, {others} others after a lease expired on a live "
+              f"worker; Kafka messages {msgs}; {elapsed:.1f} s for the {n} jobs")
         failed = False
     finally:
         st.stop(failed)
@@ -500,11 +530,14 @@ def test_kafka_and_ferretdb_stopped_10s_every_accepted_job_completes():
         # job whose publish failed).
         extra = [d for jid, d in docs.items() if jid not in set(accepted.values())]
         check(not extra, f"{len(extra)} jobs stored for refused submissions, e.g. {extra[:2]}")
+        per_job = check_runs(st.runs(), docs, list(accepted.values()))
+        runs_n = sum(len(r) for r in per_job.values())
         check(not st.dead_daemons(), f"daemons died: {st.dead_daemons()}")
         fast = sum(1 for a in refused if a[3] < 1)
         print(f"counts: {len(attempts)} submits: {by_status[201]} accepted (201), all completed "
               f"once; {len(refused)} refused with 503 and a JSON error ({fast} in under 1 s, "
-              f"slowest {slowest:.1f} s), 0 jobs left behind by them; /health degraded "
+              f"slowest {slowest:.1f} s), 0 jobs left behind by them; {runs_n} handler runs, "
+              f"0 (job, attempt) run twice; /health degraded "
               f"{len(kafka_down)} times with kafka down, {len(mongo_down)} with mongo down; "
               f"no daemon exited; {time.time() - t0:.1f} s in all")
         failed = False
@@ -538,20 +571,24 @@ def test_two_api_replicas_sweeping_never_run_a_job_attempt_twice():
         dup = {key: c for key, c in per.items() if c > 1}
         check(not dup, f"{len(dup)} (job, attempt) ran more than once, e.g. "
               f"{list(dup.items())[:3]}")
-        starts = [(j, a) for k, j, p, a in runs if k == "S"]
-        check(sorted(starts) == sorted((j, a) for j in ids for a in (1, 2)),
-              f"{len(starts)} runs; expected attempts 1 and 2 of each of the {n} jobs")
+        per_job = check_runs(runs, docs, ids)
+        exact = 0
         for i, jid in enumerate(ids):
             d = docs[jid]
-            check(d["attempts"] == 2, f"job {jid} attempts {d['attempts']}")
-            check([h["status"] for h in d["history"]] == ["failed", "completed"],
+            hist = [h["status"] for h in d["history"]]
+            # Attempt 1 fails on purpose (or loses its lease on a very slow
+            # store); a retry completes.
+            check(d["attempts"] >= 2 and hist[0] in ("failed", "lease expired"),
                   f"job {jid} history {d['history']}")
+            exact += hist == ["failed", "completed"]
             check(d["result"]["value"] == sha256(f"r-{i}"), f"bad result {d}")
+        runs_n = sum(len(r) for r in per_job.values())
         _, msgs = st.counts()
         print(f"counts: {n} jobs failing once, submitted through 2 API replicas whose "
-              f"schedulers sweep every 200 ms; all {n} completed on attempt 2 with history "
-              f"[failed, completed]; {len(starts)} handler runs = {n} jobs x 2 attempts, "
-              f"0 (job, attempt) run twice; Kafka messages {msgs}; {elapsed:.1f} s")
+              f"schedulers sweep every 200 ms; all {n} completed, {exact} on attempt 2 with "
+              f"history [failed, completed] (the rest after a lease expired on a slow store); "
+              f"{runs_n} handler runs = one per (job, attempt), 0 (job, attempt) run twice; "
+              f"Kafka messages {msgs}; {elapsed:.1f} s")
         failed = False
     finally:
         st.stop(failed)

@@ -27,7 +27,7 @@ struct djob_client_s {
 	/* The last ping (djob_client_health). */
 	pthread_mutex_t health_mu;
 	pthread_cond_t health_cv;
-	bool health_busy;  /* a caller is pinging */
+	bool health_busy;  /* a ping is under way */
 	int64_t health_at; /* monotonic ms of the last result, 0: none yet */
 	int health_rc;
 	int health_kafka, health_mongo;
@@ -72,6 +72,11 @@ void djob_client_free(djob_client_t *c)
 {
 	if (!c)
 		return;
+	/* A background ping uses the client: let it finish. */
+	pthread_mutex_lock(&c->health_mu);
+	while (c->health_busy)
+		pthread_cond_wait(&c->health_cv, &c->health_mu);
+	pthread_mutex_unlock(&c->health_mu);
 	djob_producer_free(c->producer);
 	djob_store_free(c->store);
 	djob_config_free(c->conf);
@@ -504,33 +509,53 @@ int djob_client_ping(djob_client_t *c, int *kafka_ok, int *mongo_ok, djob_error_
 	return 0;
 }
 
+/* Ping and store the result; the caller set health_busy. */
+static void health_refresh(djob_client_t *c)
+{
+	djob_error_t e = {0};
+	int k = 0, m = 0;
+	int rc = djob_client_ping(c, &k, &m, &e);
+	pthread_mutex_lock(&c->health_mu);
+	c->health_rc = rc;
+	c->health_kafka = k;
+	c->health_mongo = m;
+	c->health_err = e;
+	c->health_at = djob_mono_ms();
+	c->health_busy = false;
+	pthread_cond_broadcast(&c->health_cv);
+	pthread_mutex_unlock(&c->health_mu);
+}
+
+static void *health_thread(void *arg)
+{
+	health_refresh(arg);
+	return NULL;
+}
+
 int djob_client_health(djob_client_t *c, int max_age_ms, int *kafka_ok, int *mongo_ok,
                        djob_error_t *err)
 {
 	pthread_mutex_lock(&c->health_mu);
-	int64_t now = djob_mono_ms();
-	bool fresh = c->health_at && now - c->health_at <= max_age_ms;
-	/* One caller pings at a time; the others take the last result rather
-	 * than wait (a ping of a down server takes seconds). */
-	if (!fresh && !(c->health_busy && c->health_at)) {
-		while (c->health_busy)
-			pthread_cond_wait(&c->health_cv, &c->health_mu);
-		if (!c->health_at || djob_mono_ms() - c->health_at > max_age_ms) {
-			c->health_busy = true;
+	bool stale = !c->health_at || djob_mono_ms() - c->health_at > max_age_ms;
+	if (stale && !c->health_busy) {
+		c->health_busy = true;
+		/* With a result at hand, ping in the background: a ping of a down
+		 * server takes seconds, and no caller waits for it. The very
+		 * first result is waited for. */
+		pthread_t t;
+		pthread_attr_t attr;
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		bool spawned = c->health_at && pthread_create(&t, &attr, health_thread, c) == 0;
+		pthread_attr_destroy(&attr);
+		if (!spawned) {
 			pthread_mutex_unlock(&c->health_mu);
-			djob_error_t e = {0};
-			int k = 0, m = 0;
-			int rc = djob_client_ping(c, &k, &m, &e);
+			health_refresh(c);
 			pthread_mutex_lock(&c->health_mu);
-			c->health_rc = rc;
-			c->health_kafka = k;
-			c->health_mongo = m;
-			c->health_err = e;
-			c->health_at = djob_mono_ms();
-			c->health_busy = false;
-			pthread_cond_broadcast(&c->health_cv);
 		}
 	}
+	while (!c->health_at)
+		pthread_cond_wait(&c->health_cv, &c->health_mu);
 	int rc = c->health_rc;
 	if (kafka_ok)
 		*kafka_ok = c->health_kafka;

@@ -102,11 +102,11 @@ DJOB_EXTERN int djob_client_wait(char **json_out, djob_client_t *client, const c
 DJOB_EXTERN int djob_client_ping(djob_client_t *client, int *kafka_ok, int *mongo_ok,
                                  djob_error_t *err);
 
-/* djob_client_ping, cached: pings only when the last result is older than
- * max_age_ms, one caller at a time; while one pings, the others get the
- * last result at once (they wait only for the very first). The return
- * value and *err are those of that ping (DJOB_EKAFKA or DJOB_EMONGO when a
- * server is down). */
+/* djob_client_ping, cached: answers at once with the last result and, when
+ * that is older than max_age_ms, starts one ping in a background thread
+ * (only the very first call waits for its ping). The return value and *err
+ * are those of the last ping (DJOB_EKAFKA or DJOB_EMONGO when a server is
+ * down). Ownership: nothing is allocated. */
 DJOB_EXTERN int djob_client_health(djob_client_t *client, int max_age_ms, int *kafka_ok,
                                    int *mongo_ok, djob_error_t *err);
 

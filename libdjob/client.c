@@ -305,6 +305,8 @@ int djob_client_submit_json(char **response_out, int *created, djob_client_t *c,
 	*response_out = NULL;
 	if (created)
 		*created = 0;
+	if (!c)
+		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
 	if (!body || body_len == 0)
 		return djob_set_error(err, DJOB_EINVAL, 0, "Request body is empty");
 	long max = djob_config_get_int(c->conf, "api.body.max.bytes");
@@ -372,6 +374,8 @@ static int check_id(const char *id, djob_error_t *err)
 int djob_client_get(char **json_out, djob_client_t *c, const char *id, djob_error_t *err)
 {
 	*json_out = NULL;
+	if (!c)
+		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
 	int rc = check_id(id, err);
 	return rc ? rc : djob_store_get(c->store, id, json_out, err);
 }
@@ -382,6 +386,8 @@ int djob_client_update(char **json_out, djob_client_t *c, const char *id, const 
 	char *out = NULL;
 	if (json_out)
 		*json_out = NULL;
+	if (!c)
+		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
 	int rc = check_id(id, err);
 	if (rc)
 		return rc;
@@ -404,6 +410,8 @@ int djob_client_list(char **json_out, djob_client_t *c, const char *status, cons
                      int limit, const char *after, djob_error_t *err)
 {
 	*json_out = NULL;
+	if (!c)
+		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
 	return djob_store_list(c->store, status, type, limit, after, json_out, err);
 }
 
@@ -412,6 +420,8 @@ int djob_client_cancel(char **json_out, djob_client_t *c, const char *id, djob_e
 	char *out = NULL;
 	if (json_out)
 		*json_out = NULL;
+	if (!c)
+		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
 	int rc = check_id(id, err);
 	if (rc == 0)
 		rc = djob_store_cancel(c->store, id, &out, err);
@@ -427,6 +437,8 @@ int djob_client_retry(char **json_out, djob_client_t *c, const char *id, djob_er
 	char *out = NULL;
 	if (json_out)
 		*json_out = NULL;
+	if (!c)
+		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
 	int rc = check_id(id, err);
 	if (rc == 0)
 		rc = djob_store_retry(c->store, id, &out, err);
@@ -458,6 +470,8 @@ int djob_client_wait(char **json_out, djob_client_t *c, const char *id, int time
 {
 	if (json_out)
 		*json_out = NULL;
+	if (!c)
+		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
 	int64_t deadline = djob_mono_ms() + timeout_ms;
 	long sleep_ms = 10;
 	for (;;) {
@@ -489,6 +503,8 @@ int djob_client_wait(char **json_out, djob_client_t *c, const char *id, int time
 
 int djob_client_ping(djob_client_t *c, int *kafka_ok, int *mongo_ok, djob_error_t *err)
 {
+	if (!c)
+		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
 	djob_error_t ke, me;
 	int k = djob_producer_ping(c->producer, 2000, &ke);
 	int m = djob_store_ping(c->store, &me);

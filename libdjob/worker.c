@@ -57,6 +57,7 @@ struct djob_worker_s {
 	djob_offsets_t *offsets;
 	bool dirty;
 	bool paused;
+	int assigned; /* partitions held now */
 	bool pool_quit;
 	pthread_t *pool;
 
@@ -501,15 +502,24 @@ static void rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	djob_worker_t *w = opaque;
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		rd_kafka_assign(rk, parts);
+		/* librdkafka keeps a partition's pause flag across a revoke and a
+		 * new assignment, so set it both ways: a partition paused while
+		 * the pool was full must not stay paused once it is not. */
 		pthread_mutex_lock(&w->mu);
 		if (w->paused)
 			rd_kafka_pause_partitions(rk, parts);
+		else
+			rd_kafka_resume_partitions(rk, parts);
+		w->assigned = parts->cnt;
 		pthread_mutex_unlock(&w->mu);
 		djob_logf(w->conf, DJOB_LOG_INFO, "worker", "Assigned %d partitions", parts->cnt);
 	} else {
 		if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
 			revoke_all(w, parts);
 		rd_kafka_assign(rk, NULL);
+		pthread_mutex_lock(&w->mu);
+		w->assigned = 0;
+		pthread_mutex_unlock(&w->mu);
 		djob_logf(w->conf, DJOB_LOG_INFO, "worker", "Revoked %d partitions", parts->cnt);
 	}
 }
@@ -774,6 +784,8 @@ int djob_worker_stop(djob_worker_t *w, djob_error_t *err)
 	(void)err;
 	if (!w)
 		return 0;
+	if (!atomic_load(&w->running_flag) && !w->bg_started)
+		return 0; /* not running: nothing to stop, and no stop left pending */
 	atomic_store(&w->stopping, 1);
 	if (w->bg_started && !pthread_equal(pthread_self(), w->bg)) {
 		pthread_join(w->bg, NULL);
@@ -792,11 +804,13 @@ int djob_worker_stats(char **json_out, const djob_worker_t *w, djob_error_t *err
 	djob_worker_t *mw = (djob_worker_t *)w;
 	pthread_mutex_lock(&mw->mu);
 	size_t active = w->active;
+	int assigned = w->assigned;
 	pthread_mutex_unlock(&mw->mu);
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddBoolToObject(o, "running", atomic_load(&w->running_flag));
 	cJSON_AddStringToObject(o, "workerId", w->id);
 	cJSON_AddNumberToObject(o, "inFlight", (double)active);
+	cJSON_AddNumberToObject(o, "assignedPartitions", assigned);
 	cJSON_AddNumberToObject(o, "processed", (double)atomic_load(&w->processed));
 	cJSON_AddNumberToObject(o, "completed", (double)atomic_load(&w->completed));
 	cJSON_AddNumberToObject(o, "failed", (double)atomic_load(&w->failed));

@@ -106,7 +106,7 @@ DJOB_EXTERN void djob_worker_request_stop(djob_worker_t *worker);
 /* Non-zero while the worker is consuming. */
 DJOB_EXTERN int djob_worker_is_running(const djob_worker_t *worker);
 
-/* Counters as JSON: {"running":true,"inFlight":2,"processed":10,
+/* Counters as JSON: {"running":true,"inFlight":2,"assignedPartitions":3,"processed":10,
  * "completed":9,"failed":1,"skipped":0,"workerId":"..."}.
  * Ownership: *json_out is allocated, free with djob_free. */
 DJOB_EXTERN int djob_worker_stats(char **json_out, const djob_worker_t *worker,

@@ -721,6 +721,37 @@ static void test_two_schedulers_never_run_a_job_twice(void)
 	djob_client_free(c);
 }
 
+static void test_paused_worker_resumes_its_partitions_after_a_rebalance(void)
+{
+	enum { N = 16 };
+	djob_client_t *c = test_client();
+	/* One handler thread: a few slow jobs fill the pool, so the worker
+	 * pauses its partitions; a second worker then joins the group. */
+	setenv("DJOB_CONCURRENCY", "1", 1);
+	pid_t w1 = spawn_worker(0);
+	sleep_ms(2000);
+	char *ids[N];
+	for (int i = 0; i < N; i++)
+		ids[i] = submit_body(c, "{\"type\":\"compute\",\"payload\":{\"input\":\"hello\","
+		                        "\"sleepMs\":400}}");
+	sleep_ms(1500);
+	pid_t w2 = spawn_worker(0);
+	unsetenv("DJOB_CONCURRENCY");
+	int completed = 0;
+	for (int i = 0; i < N; i++) {
+		cJSON *j = wait_job(c, ids[i], 90000);
+		completed += strcmp(str_field(j, "status"), "completed") == 0;
+		cJSON_Delete(j);
+		free(ids[i]);
+	}
+	EXPECT(completed == N, "%d of %d completed", completed, N);
+	printf("ok %d of %d slow jobs completed across a rebalance while the pool was full\n",
+	       completed, N);
+	stop_worker(w1);
+	stop_worker(w2);
+	djob_client_free(c);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -758,6 +789,8 @@ int main(int argc, char **argv)
 		{"unpublished_job_is_published_by_the_scheduler",
 		 test_unpublished_job_is_published_by_the_scheduler},
 		{"two_schedulers_never_run_a_job_twice", test_two_schedulers_never_run_a_job_twice},
+		{"paused_worker_resumes_its_partitions_after_a_rebalance",
+		 test_paused_worker_resumes_its_partitions_after_a_rebalance},
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
 		if (strcmp(tests[i].name, test_name) == 0) {

@@ -8,7 +8,8 @@
  *   starts ("S ...") and when it returns ("E ..."). With slow-first-ms, the
  *   first attempt of a job sleeps that long inside the handler. A payload
  *   with "failTimes": n makes attempts 1..n fail with RETRY and the error
- *   "planned failure <attempt>". The process stops cleanly on SIGTERM.
+ *   "planned failure <attempt>"; "sleepMs": n makes the handler sleep n ms.
+ *   The process stops cleanly on SIGTERM.
  */
 #include <djob/djob.h>
 
@@ -55,7 +56,12 @@ static djob_job_status_t counting_compute(djob_job_t *job, void *user_data)
 	const char *payload = djob_job_payload(job, &len);
 	cJSON *p = cJSON_ParseWithLength(payload, len);
 	const cJSON *fail = cJSON_GetObjectItemCaseSensitive(p, "failTimes");
+	const cJSON *sleep = cJSON_GetObjectItemCaseSensitive(p, "sleepMs");
 	int fail_times = cJSON_IsNumber(fail) ? fail->valueint : 0;
+	if (cJSON_IsNumber(sleep) && sleep->valueint > 0) {
+		struct timespec ts = {sleep->valueint / 1000, (sleep->valueint % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+	}
 	cJSON_Delete(p);
 	djob_job_status_t st;
 	if (djob_job_attempts(job) <= fail_times) {

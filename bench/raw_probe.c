@@ -136,6 +136,25 @@ static void create_topic(void)
 		rd_kafka_event_destroy(ev);
 	rd_kafka_queue_destroy(q);
 	rd_kafka_NewTopic_destroy(nt);
+	/* Wait until every partition has a leader: the first produce must not
+	 * pay for the topic's creation inside the clock. */
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(producer, topic, NULL);
+	for (double until = now_s() + 15; now_s() < until; usleep(100000)) {
+		const struct rd_kafka_metadata *md = NULL;
+		bool ready = false;
+		if (rd_kafka_metadata(producer, 0, rkt, &md, 2000) == 0 && md->topic_cnt == 1 &&
+		    md->topics[0].err == 0 && md->topics[0].partition_cnt > 0) {
+			ready = true;
+			for (int i = 0; i < md->topics[0].partition_cnt; i++)
+				if (md->topics[0].partitions[i].leader < 0)
+					ready = false;
+		}
+		if (md)
+			rd_kafka_metadata_destroy(md);
+		if (ready)
+			break;
+	}
+	rd_kafka_topic_destroy(rkt);
 }
 
 /* ---- submit side ---- */

@@ -98,8 +98,7 @@ static int http_connect(conn_t *c)
 
 /* POST body to path; *status and the response body (NUL-terminated, in
  * c->buf) on success. */
-static int http_post(conn_t *c, const char *path, const char *body, int *status,
-                     const char **resp)
+static int http_post(conn_t *c, const char *path, const char *body, int *status, const char **resp)
 {
 	char req[1024];
 	int n = snprintf(req, sizeof req,
@@ -162,7 +161,8 @@ static void *submitter(void *arg)
 			double due = start_mono + (double)i / rate;
 			double wait = due - mono_s();
 			if (wait > 0) {
-				struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+				struct timespec ts = {(time_t)wait,
+				                      (long)((wait - (double)(time_t)wait) * 1e9)};
 				nanosleep(&ts, NULL);
 			}
 			due_ms[i] = start_ms + (int64_t)((double)i * 1000.0 / rate);
@@ -174,8 +174,8 @@ static void *submitter(void *arg)
 		if (!via_http) {
 			char *id = NULL;
 			djob_error_t e;
-			if (djob_client_submit(&id, client, "compute", payload, strlen(payload), NULL, &e) ==
-			    0) {
+			if (djob_client_submit(&id, client, "compute", payload, strlen(payload),
+			                       NULL, &e) == 0) {
 				snprintf(ids[i], 37, "%s", id);
 				djob_free(id);
 			} else {
@@ -280,8 +280,8 @@ int main(int argc, char **argv)
 	snprintf(run_tag, sizeof run_tag, "%lld", (long long)wall_ms());
 	/* Warm-up outside the clock: topics, indexes, a first connection. */
 	char *warm = NULL;
-	if (djob_client_submit(&warm, client, "compute", "{\"input\":\"warm-up\"}", 19, NULL,
-	                       &e) != 0 ||
+	if (djob_client_submit(&warm, client, "compute", "{\"input\":\"warm-up\"}", 19, NULL, &e) !=
+	            0 ||
 	    djob_client_wait(NULL, client, warm, 60000, &e) != 0) {
 		fprintf(stderr, "djob_bench: warm-up: %s\n", e.message);
 		return 1;
@@ -308,13 +308,15 @@ int main(int argc, char **argv)
 		bool pending = false;
 		for (size_t k = 0; k < 3 && !pending; k++) {
 			char *page = NULL;
-			if (djob_client_list(&page, client, open_states[k], NULL, 1, NULL, &e) != 0) {
+			if (djob_client_list(&page, client, open_states[k], NULL, 1, NULL, &e) !=
+			    0) {
 				fprintf(stderr, "djob_bench: list: %s\n", e.message);
 				pending = true;
 				break;
 			}
 			cJSON *j = cJSON_Parse(page);
-			pending = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "jobs")) > 0;
+			pending =
+				cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "jobs")) > 0;
 			cJSON_Delete(j);
 			djob_free(page);
 		}
@@ -342,7 +344,8 @@ int main(int argc, char **argv)
 		char *cursor = NULL;
 		for (;;) {
 			char *page = NULL;
-			if (djob_client_list(&page, client, final_states[k], NULL, 1000, cursor, &e) != 0) {
+			if (djob_client_list(&page, client, final_states[k], NULL, 1000, cursor,
+			                     &e) != 0) {
 				atomic_fetch_add(&errors, 1);
 				fprintf(stderr, "djob_bench: list: %s\n", e.message);
 				break;
@@ -351,8 +354,8 @@ int main(int argc, char **argv)
 			const cJSON *job;
 			cJSON_ArrayForEach(job, cJSON_GetObjectItemCaseSensitive(j, "jobs"))
 			{
-				const char *id =
-					cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(job, "_id"));
+				const char *id = cJSON_GetStringValue(
+					cJSON_GetObjectItemCaseSensitive(job, "_id"));
 				int i = find_id(order, id);
 				if (i < 0)
 					continue; /* a warm-up job */
@@ -388,8 +391,7 @@ int main(int argc, char **argv)
 	       via_http ? "http" : "lib", n_jobs, threads, rate, submit_s,
 	       (double)n_jobs / submit_s, secs, secs > 0 ? (double)nlat / secs : 0.0,
 	       pct(lat, nlat, 0.5), pct(lat, nlat, 0.9), pct(lat, nlat, 0.99),
-	       nlat ? (long long)lat[nlat - 1] : 0LL, nlat, failed,
-	       atomic_load(&errors));
+	       nlat ? (long long)lat[nlat - 1] : 0LL, nlat, failed, atomic_load(&errors));
 	free(lat);
 	free(t);
 	free(ids);

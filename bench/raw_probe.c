@@ -105,18 +105,19 @@ static void create_indexes(void)
 	mongoc_database_t *db = mongoc_client_get_database(c, db_name);
 	char outbox[256];
 	snprintf(outbox, sizeof outbox, "%s_outbox", coll_name);
-	bson_t *cmd = BCON_NEW(
-		"createIndexes", BCON_UTF8(coll_name), "indexes", "[", "{", "key", "{", "status",
-		BCON_INT32(1), "type", BCON_INT32(1), "createdAt", BCON_INT32(-1), "}", "name",
-		BCON_UTF8("status_type_created"), "}", "{", "key", "{", "status", BCON_INT32(1), "runAt",
-		BCON_INT32(1), "}", "name", BCON_UTF8("status_runAt"), "}", "{", "key", "{", "status",
-		BCON_INT32(1), "leaseUntil", BCON_INT32(1), "}", "name", BCON_UTF8("status_leaseUntil"),
-		"}", "{", "key", "{", "createdAt", BCON_INT32(-1), "}", "name", BCON_UTF8("created"), "}",
-		"]");
+	bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(coll_name), "indexes", "[", "{", "key",
+	                       "{", "status", BCON_INT32(1), "type", BCON_INT32(1), "createdAt",
+	                       BCON_INT32(-1), "}", "name", BCON_UTF8("status_type_created"), "}",
+	                       "{", "key", "{", "status", BCON_INT32(1), "runAt", BCON_INT32(1),
+	                       "}", "name", BCON_UTF8("status_runAt"), "}", "{", "key", "{",
+	                       "status", BCON_INT32(1), "leaseUntil", BCON_INT32(1), "}", "name",
+	                       BCON_UTF8("status_leaseUntil"), "}", "{", "key", "{", "createdAt",
+	                       BCON_INT32(-1), "}", "name", BCON_UTF8("created"), "}", "]");
 	bson_t *cmd2 = BCON_NEW("createIndexes", BCON_UTF8(outbox), "indexes", "[", "{", "key", "{",
 	                        "at", BCON_INT32(1), "}", "name", BCON_UTF8("at"), "}", "]");
 	bson_error_t e;
-	check(mongoc_database_write_command_with_opts(db, cmd, NULL, NULL, &e), &e, "createIndexes");
+	check(mongoc_database_write_command_with_opts(db, cmd, NULL, NULL, &e), &e,
+	      "createIndexes");
 	check(mongoc_database_write_command_with_opts(db, cmd2, NULL, NULL, &e), &e,
 	      "createIndexes");
 	bson_destroy(cmd);
@@ -190,8 +191,10 @@ static void make_producer(void)
 {
 	char errstr[512];
 	rd_kafka_conf_t *kc = rd_kafka_conf_new();
-	const char *props[][2] = {{"bootstrap.servers", brokers}, {"enable.idempotence", "true"},
-	                          {"acks", "all"},                {"linger.ms", "2"},
+	const char *props[][2] = {{"bootstrap.servers", brokers},
+	                          {"enable.idempotence", "true"},
+	                          {"acks", "all"},
+	                          {"linger.ms", "2"},
 	                          {"client.id", "raw_probe"}};
 	for (size_t i = 0; i < sizeof props / sizeof props[0]; i++)
 		if (rd_kafka_conf_set(kc, props[i][0], props[i][1], errstr, sizeof errstr))
@@ -216,10 +219,10 @@ static void submit_batch(mongoc_client_t *c, int first, int n)
 		snprintf(input, sizeof input, "raw-%d", first + i);
 		outbox[i] = BCON_NEW("_id", BCON_UTF8(ids[i]), "at", BCON_DATE_TIME(now));
 		jobs[i] = BCON_NEW("_id", BCON_UTF8(ids[i]), "type", BCON_UTF8("compute"), "status",
-		                   BCON_UTF8("queued"), "payload", "{", "input", BCON_UTF8(input), "}",
-		                   "attempts", BCON_INT32(0), "maxAttempts", BCON_INT32(3), "createdAt",
-		                   BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now), "seq",
-		                   BCON_INT64(0));
+		                   BCON_UTF8("queued"), "payload", "{", "input", BCON_UTF8(input),
+		                   "}", "attempts", BCON_INT32(0), "maxAttempts", BCON_INT32(3),
+		                   "createdAt", BCON_DATE_TIME(now), "updatedAt",
+		                   BCON_DATE_TIME(now), "seq", BCON_INT64(0));
 		values[i] = bson_as_relaxed_extended_json(jobs[i], NULL);
 	}
 	mongoc_collection_t *ob = coll(c, "outbox"), *jc = coll(c, "");
@@ -228,17 +231,16 @@ static void submit_batch(mongoc_client_t *c, int first, int n)
 	check(mongoc_collection_insert_many(ob, (const bson_t **)outbox, (size_t)n, unordered, NULL,
 	                                    &e),
 	      &e, "outbox insert");
-	check(mongoc_collection_insert_many(jc, (const bson_t **)jobs, (size_t)n, NULL, NULL, &e), &e,
-	      "job insert");
+	check(mongoc_collection_insert_many(jc, (const bson_t **)jobs, (size_t)n, NULL, NULL, &e),
+	      &e, "job insert");
 	dr_batch_t b = {n, 0};
 	for (int i = 0; i < n; i++) {
 		rd_kafka_resp_err_t ke;
-		while ((ke = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic),
-		                               RD_KAFKA_V_KEY(ids[i], 36),
-		                               RD_KAFKA_V_VALUE(values[i], strlen(values[i])),
-		                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		                               RD_KAFKA_V_OPAQUE(&b), RD_KAFKA_V_END)) ==
-		       RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		while ((ke = rd_kafka_producev(
+				producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(ids[i], 36),
+				RD_KAFKA_V_VALUE(values[i], strlen(values[i])),
+				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&b),
+				RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			usleep(1000);
 		if (ke) {
 			atomic_fetch_add(&b.failed, 1);
@@ -341,8 +343,8 @@ static long transition_batch(mongoc_client_t *c, const wbatch_t *b, int seq, boo
 	bson_t reply;
 	/* A redelivered message finds its lock taken (E11000): not an error,
 	 * and not a second job. */
-	if (!mongoc_collection_insert_many(locks, (const bson_t **)lockdocs, (size_t)b->n, unordered,
-	                                   &reply, &e) &&
+	if (!mongoc_collection_insert_many(locks, (const bson_t **)lockdocs, (size_t)b->n,
+	                                   unordered, &reply, &e) &&
 	    e.code != 11000)
 		check(false, &e, "lock insert");
 	long inserted = (long)doc_count(&reply, "insertedCount");
@@ -361,12 +363,14 @@ static long transition_batch(mongoc_client_t *c, const wbatch_t *b, int seq, boo
 		else
 			u = BCON_NEW("$set", "{", "status", BCON_UTF8("completed"), "result", "{",
 			             "message", BCON_UTF8("Success"), "value",
-			             BCON_UTF8("0000000000000000000000000000000000000000000000000000000000000000"),
+			             BCON_UTF8("000000000000000000000000000000000000000000000000000"
+			                       "0000000000000"),
 			             "}", "updatedAt", BCON_DATE_TIME(now), "finishedAt",
-			             BCON_DATE_TIME(now), "seq", BCON_INT64(seq), "}", "$unset", "{",
-			             "leaseUntil", BCON_UTF8(""), "}", "$push", "{", "history", "{",
-			             "attempt", BCON_INT32(1), "workerId", BCON_UTF8("raw"), "status",
-			             BCON_UTF8("completed"), "finishedAt", BCON_DATE_TIME(now), "}", "}");
+			             BCON_DATE_TIME(now), "seq", BCON_INT64(seq), "}", "$unset",
+			             "{", "leaseUntil", BCON_UTF8(""), "}", "$push", "{", "history",
+			             "{", "attempt", BCON_INT32(1), "workerId", BCON_UTF8("raw"),
+			             "status", BCON_UTF8("completed"), "finishedAt",
+			             BCON_DATE_TIME(now), "}", "}");
 		check(mongoc_collection_update_one(jc, f, u, NULL, NULL, &e), &e, "update");
 		bson_destroy(f);
 		bson_destroy(u);
@@ -419,9 +423,10 @@ static void make_consumer(void)
 	char errstr[512], group[300];
 	snprintf(group, sizeof group, "%s.raw", coll_name);
 	rd_kafka_conf_t *kc = rd_kafka_conf_new();
-	const char *props[][2] = {{"bootstrap.servers", brokers},   {"group.id", group},
-	                          {"enable.auto.commit", "false"},  {"auto.offset.reset", "earliest"},
-	                          {"client.id", "raw_probe"},        {"session.timeout.ms", "6000"}};
+	const char *props[][2] = {
+		{"bootstrap.servers", brokers},  {"group.id", group},
+		{"enable.auto.commit", "false"}, {"auto.offset.reset", "earliest"},
+		{"client.id", "raw_probe"},      {"session.timeout.ms", "6000"}};
 	for (size_t i = 0; i < sizeof props / sizeof props[0]; i++)
 		if (rd_kafka_conf_set(kc, props[i][0], props[i][1], errstr, sizeof errstr))
 			die(props[i][0], errstr);
@@ -525,14 +530,29 @@ int main(int argc, char **argv)
 	optind = 2;
 	while ((opt = getopt(argc, argv, "n:b:p:c:s:k:t:")) != -1) {
 		switch (opt) {
-		case 'n': n_jobs = atoi(optarg); break;
-		case 'b': batch = atoi(optarg); break;
-		case 'p': producers = atoi(optarg); break;
-		case 'c': workers = atoi(optarg); break;
-		case 's': seconds = atoi(optarg); break;
-		case 'k': coll_name = optarg; break;
-		case 't': topic = optarg; break;
-		default: return 2;
+		case 'n':
+			n_jobs = atoi(optarg);
+			break;
+		case 'b':
+			batch = atoi(optarg);
+			break;
+		case 'p':
+			producers = atoi(optarg);
+			break;
+		case 'c':
+			workers = atoi(optarg);
+			break;
+		case 's':
+			seconds = atoi(optarg);
+			break;
+		case 'k':
+			coll_name = optarg;
+			break;
+		case 't':
+			topic = optarg;
+			break;
+		default:
+			return 2;
 		}
 	}
 	if (!coll_name || !topic || batch < 1 || batch > MAX_BATCH || producers < 1 || workers < 1)
@@ -573,8 +593,8 @@ int main(int argc, char **argv)
 		for (int first = 0; first < n_jobs; first += batch)
 			submit_batch(c, first, first + batch > n_jobs ? n_jobs - first : batch);
 		mongoc_collection_t *jc = coll(c, "");
-		mongoc_cursor_t *cur = mongoc_collection_find_with_opts(jc, &(bson_t)BSON_INITIALIZER,
-		                                                        NULL, NULL);
+		mongoc_cursor_t *cur =
+			mongoc_collection_find_with_opts(jc, &(bson_t)BSON_INITIALIZER, NULL, NULL);
 		const bson_t *doc;
 		bson_iter_t it;
 		if (mongoc_cursor_next(cur, &doc) && bson_iter_init_find(&it, doc, "_id"))
@@ -656,8 +676,8 @@ int main(int argc, char **argv)
 		       "\"submit_per_s\":%.1f,\"errors\":%ld,\"ms_per_find\":%.2f,"
 		       "\"ms_per_lock_batch\":%.2f,\"ms_per_update\":%.2f}\n",
 		       mode, n_jobs, done, batch, producers, e2e ? workers : 0, t_sub, dt,
-		       (double)done / dt, (double)atomic_load(&produced) / t_sub, atomic_load(&errors),
-		       n_find ? (double)us_find / 1e3 / (double)n_find : 0.0,
+		       (double)done / dt, (double)atomic_load(&produced) / t_sub,
+		       atomic_load(&errors), n_find ? (double)us_find / 1e3 / (double)n_find : 0.0,
 		       n_lock ? (double)us_lock / 1e3 / (double)n_lock : 0.0,
 		       n_update ? (double)us_update / 1e3 / (double)n_update : 0.0);
 		free(pt);

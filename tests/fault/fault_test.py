@@ -189,7 +189,7 @@ class Stack:
         """Wait until every job in ids is completed; returns {id: doc}."""
         want = set(ids)
         deadline = time.time() + timeout
-        last = -1
+        last, progress = -1, time.time()
         while True:
             docs = {d["_id"]: d for d in self.jobs(port)}
             done = [i for i in want if docs.get(i, {}).get("status") == "completed"]
@@ -200,14 +200,15 @@ class Stack:
                 return docs
             if len(done) != last:
                 say(f"  {len(done)} of {len(want)} completed")
-                last = len(done)
+                last, progress = len(done), time.time()
             dead = self.dead_daemons()
             check(not dead, f"daemons died: {dead}")
-            if time.time() > deadline:
+            # Retries and expired leases need seconds, not minutes.
+            if time.time() > deadline or time.time() - progress > 180:
                 rest = collections.Counter(docs.get(i, {}).get("status", "missing")
                                            for i in want if i not in done)
-                raise Failure(f"{len(done)} of {len(want)} completed within {timeout} s; "
-                              f"the others: {dict(rest)}")
+                raise Failure(f"{len(done)} of {len(want)} completed, the last progress "
+                              f"{time.time() - progress:.0f} s ago; the others: {dict(rest)}")
             time.sleep(3)  # listing every job is not free on FerretDB
 
     def stop(self, failed):

@@ -22,45 +22,20 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *test_name = "core";
+#include "stack.h"
+
 static const char *worker_path;
 static char prefix[64], group[64], coll[64], runlog[256];
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "FAIL %s: ", test_name);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(1);
-}
-
-#define EXPECT(cond, ...)                                                                          \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			fail(__VA_ARGS__);                                                         \
-	} while (0)
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
+/* The shared stack-test helpers under the names used here. */
+#define fail stack_fail
+#define EXPECT STACK_CHECK
+#define now_ms stack_now_ms
 
 static void sleep_ms(long ms)
 {
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 	nanosleep(&ts, NULL);
-}
-
-static const char *env_or(const char *name, const char *dflt)
-{
-	const char *v = getenv(name);
-	return v && *v ? v : dflt;
 }
 
 /* A configuration on this test's names, from the environment. */
@@ -429,7 +404,7 @@ static void produce_prototype_job(const char *id, const char *input, bool insert
 	snprintf(topic, sizeof topic, "%scompute", prefix);
 	if (insert) {
 		mongoc_client_t *mc =
-			mongoc_client_new(env_or("DJOB_MONGO_URI", "mongodb://127.0.0.1:27017/jobsdb"));
+			mongoc_client_new(stack_mongo_uri());
 		mongoc_collection_t *col = mongoc_client_get_collection(mc, "jobsdb", coll);
 		int64_t now = (int64_t)time(NULL) * 1000;
 		bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "type", BCON_UTF8("compute"), "status",
@@ -448,7 +423,7 @@ static void produce_prototype_job(const char *id, const char *input, bool insert
 	         "\"%s\"},\"createdAt\":\"2025-04-09T19:16:43.090Z\"}",
 	         id, input);
 	rd_kafka_conf_t *kc = rd_kafka_conf_new();
-	rd_kafka_conf_set(kc, "bootstrap.servers", env_or("DJOB_KAFKA_BROKERS", "127.0.0.1:9092"),
+	rd_kafka_conf_set(kc, "bootstrap.servers", stack_kafka_brokers(),
 	                  errstr, sizeof errstr);
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, sizeof errstr);
 	EXPECT(rk, "producer: %s", errstr);
@@ -644,7 +619,7 @@ static void test_unpublished_job_is_published_by_the_scheduler(void)
 	         (unsigned long long)now_ms());
 	snprintf(outbox, sizeof outbox, "%s_outbox", coll);
 	mongoc_client_t *mc =
-		mongoc_client_new(env_or("DJOB_MONGO_URI", "mongodb://127.0.0.1:27017/jobsdb"));
+		mongoc_client_new(stack_mongo_uri());
 	mongoc_collection_t *col = mongoc_client_get_collection(mc, "jobsdb", coll);
 	mongoc_collection_t *ob = mongoc_client_get_collection(mc, "jobsdb", outbox);
 	int64_t old = (int64_t)time(NULL) * 1000 - 5000;
@@ -758,7 +733,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s test-name core_worker-path\n", argv[0]);
 		return 2;
 	}
-	test_name = argv[1];
+	stack_test_name = argv[1];
 	atexit(kill_workers);
 	worker_path = argv[2];
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -793,13 +768,13 @@ int main(int argc, char **argv)
 		 test_paused_worker_resumes_its_partitions_after_a_rebalance},
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-		if (strcmp(tests[i].name, test_name) == 0) {
+		if (strcmp(tests[i].name, stack_test_name) == 0) {
 			tests[i].fn();
 			unlink(runlog);
-			printf("%s: 1 passed, 0 failed\n", test_name);
+			printf("%s: 1 passed, 0 failed\n", stack_test_name);
 			return 0;
 		}
 	}
-	fprintf(stderr, "unknown test %s\n", test_name);
+	fprintf(stderr, "unknown test %s\n", stack_test_name);
 	return 2;
 }

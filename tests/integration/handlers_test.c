@@ -22,33 +22,14 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *test_name = "handlers";
+#include "stack.h"
+
 static char prefix[64], group[64], coll[64], root[PATH_MAX];
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "FAIL %s: ", test_name);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(1);
-}
-
-#define EXPECT(cond, ...)                                                                          \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			fail(__VA_ARGS__);                                                         \
-	} while (0)
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
+/* The shared stack-test helpers under the names used here. */
+#define fail stack_fail
+#define EXPECT STACK_CHECK
+#define now_ms stack_now_ms
 
 static djob_config_t *test_config(void)
 {
@@ -262,7 +243,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s test-name file.so blockchain.so data.so\n", argv[0]);
 		return 2;
 	}
-	test_name = argv[1];
+	stack_test_name = argv[1];
 	setvbuf(stdout, NULL, _IONBF, 0);
 	long long t = now_ms();
 	snprintf(prefix, sizeof prefix, "h%d%lld.", (int)getpid(), t % 100000000);
@@ -278,14 +259,14 @@ int main(int argc, char **argv)
 	         test_plugins_fail_bad_payloads_with_clear_errors},
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-		if (strcmp(tests[i].name, test_name) == 0) {
+		if (strcmp(tests[i].name, stack_test_name) == 0) {
 			make_root();
 			tests[i].fn(argv + 2);
 			remove_root();
-			printf("%s: 1 passed, 0 failed\n", test_name);
+			printf("%s: 1 passed, 0 failed\n", stack_test_name);
 			return 0;
 		}
 	}
-	fprintf(stderr, "unknown test %s\n", test_name);
+	fprintf(stderr, "unknown test %s\n", stack_test_name);
 	return 2;
 }

@@ -269,11 +269,12 @@ def completed_entries(doc):
 
 
 def check_runs(runs, docs, ids):
-    """The fencing invariant: no (job, attempt) ran twice, the last attempt
-    ran, and the history holds one entry per attempt, the last one the only
-    completed one. An earlier attempt may not have run at all only when its
-    lease expired (its worker died between the claim and the handler).
-    Returns {job: [(pid, attempt)]}."""
+    """The fencing invariant: no (job, attempt) ran twice, the job's last
+    attempt ran, and its history holds exactly one completed entry, the last
+    one, for that attempt (entries in attempt order). An earlier attempt may
+    have been claimed and never run (its claim was written while the store
+    went away, or its worker died before the handler): its lease ran out and
+    a later attempt took over. Returns {job: [(pid, attempt)]}."""
     per_job = collections.defaultdict(list)
     for k, j, p, a in runs:
         if k == "S":
@@ -286,14 +287,12 @@ def check_runs(runs, docs, ids):
         attempts = sorted(a for p, a in per_job[j])
         hist = d.get("history", [])
         check(len(set(attempts)) == len(attempts), f"job {j} ran an attempt twice: {attempts}")
-        check(attempts and attempts[-1] == d["attempts"] and all(
-              a in attempts or hist[a - 1]["status"] == "lease expired"
-              for a in range(1, d["attempts"] + 1) if a <= len(hist)),
+        check(attempts and attempts[-1] == d["attempts"],
               f"job {j} ran attempts {attempts} but has attempts {d['attempts']}: {d}")
-        check(completed_entries(d) == 1 and hist[-1]["status"] == "completed",
-              f"job {j} history {hist}")
-        check([h["attempt"] for h in hist] == list(range(1, d["attempts"] + 1)),
-              f"job {j}: one history entry per attempt expected: {hist}")
+        check(completed_entries(d) == 1 and hist[-1]["status"] == "completed"
+              and hist[-1]["attempt"] == d["attempts"], f"job {j} history {hist}")
+        order = [h["attempt"] for h in hist]
+        check(order == sorted(set(order)), f"job {j}: history out of attempt order: {hist}")
     return per_job
 
 
@@ -368,7 +367,7 @@ def test_worker_killed_mid_run_of_500_jobs_each_completed_once():
               "it held at most 4 (concurrency)")
         _, msgs = st.counts()
         print(f"counts: submitted {n} (all 201), completed {once}, each with exactly 1 "
-              f"completed history entry and one entry per attempt; handler runs "
+              f"completed history entry, for its last attempt; handler runs "
               f"{sum(len(r) for r in per_job.values())} ({killed_runs} on the killed worker), "
               f"0 (job, attempt) run twice; {len(after_kill)} jobs held by the killed worker "
               f"ran again on a new attempt, {others} others after a lease expired on a live "
@@ -596,9 +595,8 @@ def test_two_api_replicas_sweeping_never_run_a_job_attempt_twice():
             d = docs[jid]
             hist = [h["status"] for h in d["history"]]
             # Attempt 1 fails on purpose (or loses its lease on a very slow
-            # store); a retry completes.
-            check(d["attempts"] >= 2 and hist[0] in ("failed", "lease expired"),
-                  f"job {jid} history {d['history']}")
+            # store); a later attempt completes.
+            check(d["attempts"] >= 2, f"job {jid} completed on attempt 1: {d['history']}")
             exact += hist == ["failed", "completed"]
             check(d["result"]["value"] == sha256(f"r-{i}"), f"bad result {d}")
         runs_n = sum(len(r) for r in per_job.values())

@@ -856,6 +856,19 @@ static bool holds_lease(const bson_t *doc, const char *worker_id, int attempts)
 
 /* ---- worker writes ---- */
 
+/* The history entry of an attempt whose lease ran out, whoever notices it
+ * first: the scheduler's sweep or a claim that takes the job over. */
+static void push_lease_expired(change_t *ch, const bson_t *doc, int attempts, int64_t now)
+{
+	bson_t entry;
+	BSON_APPEND_DOCUMENT_BEGIN(&ch->push, "history", &entry);
+	BSON_APPEND_INT32(&entry, "attempt", attempts);
+	BSON_APPEND_UTF8(&entry, "workerId", doc_str(doc, "workerId"));
+	BSON_APPEND_UTF8(&entry, "status", "lease expired");
+	BSON_APPEND_DATE_TIME(&entry, "finishedAt", now);
+	bson_append_document_end(&ch->push, &entry);
+}
+
 typedef struct {
 	djob_store_t *s;
 	const char *worker_id; /* NULL: keep the current one (a prototype PATCH) */
@@ -877,6 +890,8 @@ static int plan_claim(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *
 		return djob_set_error(err, DJOB_ECONFLICT, 0, "Job has no attempt left");
 	c->attempts = attempts + 1;
 	c->max_attempts = max;
+	if (expired)
+		push_lease_expired(ch, doc, attempts, c->now);
 	BSON_APPEND_UTF8(&ch->set, "status", "processing");
 	if (c->worker_id)
 		BSON_APPEND_UTF8(&ch->set, "workerId", c->worker_id);
@@ -1378,13 +1393,7 @@ static int plan_expired(const bson_t *doc, void *ctx, change_t *ch, djob_error_t
 		set_requeued(ch, w->now);
 	}
 	BSON_APPEND_UTF8(&ch->set, "error", msg);
-	bson_t entry;
-	BSON_APPEND_DOCUMENT_BEGIN(&ch->push, "history", &entry);
-	BSON_APPEND_INT32(&entry, "attempt", attempts);
-	BSON_APPEND_UTF8(&entry, "workerId", doc_str(doc, "workerId"));
-	BSON_APPEND_UTF8(&entry, "status", "lease expired");
-	BSON_APPEND_DATE_TIME(&entry, "finishedAt", w->now);
-	bson_append_document_end(&ch->push, &entry);
+	push_lease_expired(ch, doc, attempts, w->now);
 	return 0;
 }
 

@@ -327,6 +327,15 @@ static void test_worker_killed_inside_handler_leaves_job_to_the_other(void)
 	EXPECT(strcmp(str_field(cJSON_GetObjectItemCaseSensitive(j, "result"), "value"),
 	              sha256_hello) == 0,
 	       "wrong hash");
+	/* The taken-over attempt is in the history, then the one that ran. */
+	const cJSON *h = cJSON_GetObjectItemCaseSensitive(j, "history");
+	EXPECT(cJSON_GetArraySize(h) == 2, "history has %d entries", cJSON_GetArraySize(h));
+	EXPECT(strcmp(str_field(cJSON_GetArrayItem(h, 0), "status"), "lease expired") == 0 &&
+	               int_field(cJSON_GetArrayItem(h, 0), "attempt") == 1,
+	       "history[0] is %s of attempt %d", str_field(cJSON_GetArrayItem(h, 0), "status"),
+	       int_field(cJSON_GetArrayItem(h, 0), "attempt"));
+	EXPECT(strcmp(str_field(cJSON_GetArrayItem(h, 1), "status"), "completed") == 0,
+	       "history[1] is %s", str_field(cJSON_GetArrayItem(h, 1), "status"));
 	size_t nr;
 	run_t *runs = read_runs(&nr);
 	int ends = 0;

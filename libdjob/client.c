@@ -17,12 +17,33 @@
 
 #define MAX_BATCH 1000
 #define MAX_IDEMPOTENCY_KEY 200
+/* Submissions of at most this many jobs may be written with others. */
+#define GROUP_MAX_JOBS 200
+
+/* One submission waiting to be written with others (submit_grouped). */
+typedef struct submit_req_s {
+	djob_new_job_t *jobs;
+	size_t n;
+	int rc;
+	djob_error_t err;
+	bool done;
+	bool alone; /* its group failed for a reason of its own: write it alone */
+	struct submit_req_s *next;
+} submit_req_t;
 
 struct djob_client_s {
 	djob_config_t *conf;
 	djob_store_t *store;
 	djob_producer_t *producer;
 	atomic_int topics_done;
+
+	/* Submissions that wait to be written as one group (submit_grouped). */
+	pthread_mutex_t group_mu;
+	pthread_cond_t group_cv;
+	submit_req_t *pending, *pending_tail;
+	int writers;     /* groups being written now */
+	int max_writers; /* config submit.writers */
+	unsigned long long submissions, submitted_jobs, groups; /* djob_client_stats */
 
 	/* The last ping (djob_client_health). */
 	pthread_mutex_t health_mu;
@@ -55,7 +76,11 @@ int djob_client_new(djob_client_t **out, const djob_config_t *conf, djob_error_t
 		return djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
 	pthread_mutex_init(&c->health_mu, NULL);
 	pthread_cond_init(&c->health_cv, NULL);
+	pthread_mutex_init(&c->group_mu, NULL);
+	pthread_cond_init(&c->group_cv, NULL);
 	int rc = djob_config_dup(&c->conf, conf, err);
+	if (rc == 0)
+		c->max_writers = (int)djob_config_get_int(c->conf, "submit.writers");
 	if (rc == 0)
 		rc = djob_store_new(&c->store, conf, err);
 	if (rc == 0)
@@ -82,6 +107,8 @@ void djob_client_free(djob_client_t *c)
 	djob_config_free(c->conf);
 	pthread_mutex_destroy(&c->health_mu);
 	pthread_cond_destroy(&c->health_cv);
+	pthread_mutex_destroy(&c->group_mu);
+	pthread_cond_destroy(&c->group_cv);
 	free(c);
 }
 
@@ -267,6 +294,115 @@ static int submit_jobs(djob_client_t *c, djob_new_job_t *jobs, size_t n, int *cr
 	return publish(c, jobs, n, err);
 }
 
+/* Write the submissions of one group: one outbox insert, one job insert,
+ * one produce and one outbox delete for all their jobs together. */
+static void write_group(djob_client_t *c, submit_req_t *group)
+{
+	size_t total = 0, k = 0;
+	for (submit_req_t *r = group; r; r = r->next)
+		total += r->n;
+	djob_error_t err;
+	int rc = 0;
+	djob_new_job_t *all = group->next ? calloc(total, sizeof *all) : group->jobs;
+	if (!all)
+		rc = djob_set_error(&err, DJOB_ENOMEM, 0, "Out of memory");
+	for (submit_req_t *r = group; rc == 0 && all != group->jobs && r; r = r->next) {
+		memcpy(all + k, r->jobs, r->n * sizeof *all);
+		k += r->n;
+	}
+	if (rc == 0) {
+		int created;
+		rc = submit_jobs(c, all, total, &created, &err);
+	}
+	if (all != group->jobs)
+		free(all);
+	/* An invalid payload is one submission's fault: the others must not
+	 * fail with it. Nothing of the group is stored then, so each is
+	 * written again alone. Server errors are every submission's. */
+	bool alone = rc == DJOB_EINVAL && group->next;
+	for (submit_req_t *r = group; r; r = r->next) {
+		r->rc = rc;
+		r->alone = alone;
+		if (rc != 0)
+			r->err = err;
+	}
+}
+
+/* Submit jobs without idempotency keys. While `submit.writers` groups are
+ * being written, later submissions wait and are then written together:
+ * under load one round trip to each server serves many submissions, and
+ * a lone submission is written at once. */
+static int submit_grouped(djob_client_t *c, djob_new_job_t *jobs, size_t n, djob_error_t *err)
+{
+	submit_req_t me = {.jobs = jobs, .n = n};
+	pthread_mutex_lock(&c->group_mu);
+	c->submissions++;
+	c->submitted_jobs += n;
+	if (c->pending_tail)
+		c->pending_tail->next = &me;
+	else
+		c->pending = &me;
+	c->pending_tail = &me;
+	while (!me.done) {
+		if (!c->pending || c->writers >= c->max_writers) {
+			pthread_cond_wait(&c->group_cv, &c->group_mu);
+			continue;
+		}
+		/* Lead the next group, oldest first; it may not hold `me`. */
+		submit_req_t *group = c->pending, *last = group;
+		size_t total = group->n;
+		while (last->next && total + last->next->n <= GROUP_MAX_JOBS) {
+			last = last->next;
+			total += last->n;
+		}
+		c->pending = last->next;
+		if (!c->pending)
+			c->pending_tail = NULL;
+		last->next = NULL;
+		c->writers++;
+		c->groups++;
+		pthread_mutex_unlock(&c->group_mu);
+		write_group(c, group);
+		pthread_mutex_lock(&c->group_mu);
+		c->writers--;
+		for (submit_req_t *r = group, *next; r; r = next) {
+			next = r->next; /* r may return once done is set */
+			r->done = true;
+		}
+		pthread_cond_broadcast(&c->group_cv);
+	}
+	if (me.alone)
+		c->groups++;
+	pthread_mutex_unlock(&c->group_mu);
+	if (me.alone) {
+		int created;
+		return submit_jobs(c, jobs, n, &created, err);
+	}
+	if (me.rc != 0 && err)
+		*err = me.err;
+	return me.rc;
+}
+
+/* Submit validated jobs: grouped with concurrent submissions unless an
+ * idempotency key needs its own lookups, or the batch is large already. */
+static int submit(djob_client_t *c, djob_new_job_t *jobs, size_t n, int *created,
+                  djob_error_t *err)
+{
+	bool keyed = false;
+	for (size_t i = 0; i < n; i++)
+		keyed = keyed || jobs[i].idempotency_key;
+	if (keyed || n > GROUP_MAX_JOBS) {
+		pthread_mutex_lock(&c->group_mu);
+		c->submissions++;
+		c->submitted_jobs += n;
+		c->groups++;
+		pthread_mutex_unlock(&c->group_mu);
+		return submit_jobs(c, jobs, n, created, err);
+	}
+	*created = 1;
+	return submit_grouped(c, jobs, n, err);
+}
+
 int djob_client_submit(char **id_out, djob_client_t *c, const char *type,
                        const char *payload_json, size_t payload_len,
                        const djob_submit_opts_t *opts, djob_error_t *err)
@@ -291,7 +427,7 @@ int djob_client_submit(char **id_out, djob_client_t *c, const char *type,
 	int created;
 	int rc = parse_job(c, o, &j, djob_now_ms(), err);
 	if (rc == 0)
-		rc = submit_jobs(c, &j, 1, &created, err);
+		rc = submit(c, &j, 1, &created, err);
 	if (rc == 0 && id_out && !(*id_out = djob_strdup(j.id)))
 		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
 	cJSON_Delete(o);
@@ -344,7 +480,7 @@ int djob_client_submit_json(char **response_out, int *created, djob_client_t *c,
 	}
 	int was_created = 0;
 	if (rc == 0)
-		rc = submit_jobs(c, jobs, (size_t)n, &was_created, err);
+		rc = submit(c, jobs, (size_t)n, &was_created, err);
 	if (rc == 0) {
 		cJSON *r = cJSON_CreateObject();
 		if (array) {
@@ -362,6 +498,21 @@ int djob_client_submit_json(char **response_out, int *created, djob_client_t *c,
 	free(jobs);
 	cJSON_Delete(doc);
 	return rc;
+}
+
+int djob_client_stats(char **json_out, djob_client_t *c, djob_error_t *err)
+{
+	*json_out = NULL;
+	if (!c)
+		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
+	pthread_mutex_lock(&c->group_mu);
+	char buf[160];
+	snprintf(buf, sizeof buf, "{\"submissions\":%llu,\"submittedJobs\":%llu,\"submitWrites\":%llu}",
+	         c->submissions, c->submitted_jobs, c->groups);
+	pthread_mutex_unlock(&c->group_mu);
+	if (!(*json_out = djob_strdup(buf)))
+		return djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	return 0;
 }
 
 static int check_id(const char *id, djob_error_t *err)

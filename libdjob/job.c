@@ -3,6 +3,7 @@
  */
 #include "djob_private.h"
 
+#include <bson/bson.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,7 +329,14 @@ static int validate_children(const cJSON *node, int depth, djob_error_t *err)
 			if (strchr(k, '.') != NULL)
 				return djob_set_error(err, DJOB_EINVAL, 0,
 				                      "Payload key %s contains '.'", k);
+			if (!*k)
+				return djob_set_error(err, DJOB_EINVAL, 0, "Payload has an empty key");
+			if (!bson_utf8_validate(k, strlen(k), false))
+				return djob_set_error(err, DJOB_EINVAL, 0, "Payload key is not UTF-8");
 		}
+		if (cJSON_IsString(child) &&
+		    !bson_utf8_validate(child->valuestring, strlen(child->valuestring), false))
+			return djob_set_error(err, DJOB_EINVAL, 0, "Payload string is not UTF-8");
 		int rc = validate_value(child, depth, err);
 		if (rc != 0)
 			return rc;

@@ -46,6 +46,11 @@ static int mongo_error(djob_error_t *err, const bson_error_t *e, const char *wha
 {
 	if (e->code == 11000)
 		return djob_set_error(err, DJOB_ECONFLICT, 0, "%s: duplicate key", what);
+	/* libmongoc refused the document before sending it (invalid UTF-8, an
+	 * empty key, over the server's document size): the input's fault. */
+	if (e->domain == MONGOC_ERROR_BSON ||
+	    (e->domain == MONGOC_ERROR_COMMAND && e->code == MONGOC_ERROR_COMMAND_INVALID_ARG))
+		return djob_set_error(err, DJOB_EINVAL, 0, "The job cannot be stored: %s", e->message);
 	return djob_set_error(err, DJOB_EMONGO, 1, "MongoDB %s failed: %s", what, e->message);
 }
 

@@ -39,8 +39,10 @@ DJOB_EXTERN void djob_client_free(djob_client_t *client);
 
 /* Submit one job: insert it in MongoDB, publish it to Kafka and return once
  * Kafka has acknowledged. Fails with DJOB_EINVAL for a bad type or payload
- * (not a JSON object, keys starting with '$' or holding '.').
- * Ownership: *id_out is allocated, free with djob_free; inputs are copied. */
+ * (not a JSON object, keys starting with '$' or holding '.', or a document
+ * MongoDB cannot store). Submissions made by other threads meanwhile are
+ * written with this one (see djob_client_stats); each still succeeds or
+ * fails on its own. Ownership: *id_out is allocated, free with djob_free; inputs are copied. */
 DJOB_EXTERN int djob_client_submit(char **id_out, djob_client_t *client, const char *type,
                                    const char *payload_json, size_t payload_len,
                                    const djob_submit_opts_t *opts, djob_error_t *err);
@@ -109,6 +111,15 @@ DJOB_EXTERN int djob_client_ping(djob_client_t *client, int *kafka_ok, int *mong
  * down). Ownership: nothing is allocated. */
 DJOB_EXTERN int djob_client_health(djob_client_t *client, int max_age_ms, int *kafka_ok,
                                    int *mongo_ok, djob_error_t *err);
+
+/* Counters of the submissions through this client that passed validation,
+ * as JSON:
+ * {"submissions":12,"submittedJobs":30,"submitWrites":4}. Submissions made
+ * at the same time are written together (config submit.writers), so
+ * submitWrites, the number of times jobs were written to the servers, may
+ * be lower than submissions. Ownership: *json_out is allocated, free with
+ * djob_free. */
+DJOB_EXTERN int djob_client_stats(char **json_out, djob_client_t *client, djob_error_t *err);
 
 DJOB_END_DECLS
 

@@ -14,6 +14,7 @@
 #include <librdkafka/rdkafka.h>
 #include <mongoc/mongoc.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -736,6 +737,144 @@ static void test_paused_worker_resumes_its_partitions_after_a_rebalance(void)
 	djob_client_free(c);
 }
 
+/* ---- grouped submissions ---- */
+
+enum { GROUP_THREADS = 16, GROUP_EACH = 20 };
+
+typedef struct {
+	djob_client_t *c;
+	int index;
+	char *ids[GROUP_EACH];
+	int bad_rc[2];
+	char bad_msg[2][256];
+} submitter_t;
+
+static void *submit_thread(void *arg)
+{
+	submitter_t *t = arg;
+	djob_error_t err;
+	for (int i = 0; i < GROUP_EACH; i++) {
+		char payload[64];
+		int n = snprintf(payload, sizeof payload, "{\"input\":\"g%d-%d\"}", t->index, i);
+		if (djob_client_submit(&t->ids[i], t->c, "compute", payload, (size_t)n, NULL, &err))
+			fail("submit %s: %s", payload, err.message);
+		if (t->index == 0 && i == GROUP_EACH / 2) {
+			/* Refused by validation (an empty key), and refused only by
+			 * MongoDB, inside a group (over its 16 MiB document limit). */
+			size_t big_len = 17u << 20;
+			char *big = malloc(big_len + 16);
+			EXPECT(big, "malloc");
+			memcpy(big, "{\"input\":\"", 10);
+			memset(big + 10, 'x', big_len - 12);
+			memcpy(big + big_len - 2, "\"}", 3);
+			const char *bad[2] = {"{\"\":1}", big};
+			for (int b = 0; b < 2; b++) {
+				char *id = NULL;
+				t->bad_rc[b] = djob_client_submit(&id, t->c, "compute", bad[b],
+				                                  strlen(bad[b]), NULL, &err);
+				snprintf(t->bad_msg[b], sizeof t->bad_msg[b], "%s", err.message);
+				djob_free(id);
+			}
+			free(big);
+		}
+	}
+	return NULL;
+}
+
+static long count_docs(const char *suffix)
+{
+	char name[96];
+	snprintf(name, sizeof name, "%s%s", coll, suffix);
+	mongoc_client_t *m = mongoc_client_new(stack_mongo_uri());
+	EXPECT(m, "bad MongoDB URI");
+	mongoc_collection_t *col = mongoc_client_get_collection(m, "jobsdb", name);
+	bson_t empty = BSON_INITIALIZER;
+	bson_error_t e;
+	int64_t n = mongoc_collection_count_documents(col, &empty, NULL, NULL, NULL, &e);
+	EXPECT(n >= 0, "count %s: %s", name, e.message);
+	mongoc_collection_destroy(col);
+	mongoc_client_destroy(m);
+	return (long)n;
+}
+
+/* 16 threads submit 20 jobs each through one client while its single
+ * writer is busy: the jobs are written in groups, every submission gets
+ * its own id, two payloads MongoDB cannot store fail alone with
+ * DJOB_EINVAL, and every job is stored once, published once and
+ * completed. */
+static void test_concurrent_submissions_are_written_in_groups_and_fail_alone(void)
+{
+	djob_config_t *conf = test_config();
+	djob_error_t err;
+	djob_client_t *c;
+	if (djob_config_set(conf, "submit.writers", "1", &err) || djob_client_new(&c, conf, &err))
+		fail("client: %s", err.message);
+	djob_config_free(conf);
+	static submitter_t t[GROUP_THREADS];
+	pthread_t th[GROUP_THREADS];
+	for (int i = 0; i < GROUP_THREADS; i++) {
+		t[i].c = c;
+		t[i].index = i;
+		EXPECT(pthread_create(&th[i], NULL, submit_thread, &t[i]) == 0, "pthread_create");
+	}
+	for (int i = 0; i < GROUP_THREADS; i++)
+		pthread_join(th[i], NULL);
+	for (int b = 0; b < 2; b++)
+		EXPECT(t[0].bad_rc[b] == DJOB_EINVAL, "bad payload %d: rc %d (%s), want DJOB_EINVAL", b,
+		       t[0].bad_rc[b], t[0].bad_msg[b]);
+	printf("bad payloads refused: %s | %s\n", t[0].bad_msg[0], t[0].bad_msg[1]);
+	char *stats;
+	if (djob_client_stats(&stats, c, &err))
+		fail("stats: %s", err.message);
+	cJSON *st = cJSON_Parse(stats);
+	int subs = int_field(st, "submissions"), writes = int_field(st, "submitWrites");
+	printf("stats %s\n", stats);
+	enum { GOOD = GROUP_THREADS * GROUP_EACH };
+	/* The empty key never reached the servers; the big one did. */
+	EXPECT(subs == GOOD + 1, "submissions %d, want %d", subs, GOOD + 1);
+	EXPECT(int_field(st, "submittedJobs") == GOOD + 1, "submittedJobs wrong");
+	/* Grouping happened: far fewer writes than submissions. The big one
+	 * cost its group's members a second, lone write each. */
+	EXPECT(writes <= GOOD / 2, "%d writes for %d submissions: not grouped", writes, subs);
+	cJSON_Delete(st);
+	djob_free(stats);
+	/* Every id is distinct and its job completes with its own hash. */
+	pid_t w = spawn_worker(0);
+	for (int i = 0; i < GROUP_THREADS; i++) {
+		for (int k = 0; k < GROUP_EACH; k++) {
+			EXPECT(t[i].ids[k] && strlen(t[i].ids[k]) == 36, "no id for %d/%d", i, k);
+			for (int k2 = 0; k2 < k; k2++)
+				EXPECT(strcmp(t[i].ids[k], t[i].ids[k2]) != 0, "id given twice");
+		}
+	}
+	int completed = 0;
+	for (int i = 0; i < GROUP_THREADS; i++) {
+		for (int k = 0; k < GROUP_EACH; k++) {
+			cJSON *j = wait_job(c, t[i].ids[k], 60000);
+			char want[64];
+			snprintf(want, sizeof want, "g%d-%d", i, k);
+			const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "payload");
+			EXPECT(strcmp(str_field(p, "input"), want) == 0, "job %s has input %s, want %s",
+			       t[i].ids[k], str_field(p, "input"), want);
+			EXPECT(strcmp(str_field(j, "status"), "completed") == 0, "job %s is %s",
+			       t[i].ids[k], str_field(j, "status"));
+			EXPECT(int_field(j, "attempts") == 1, "job %s attempts %d", t[i].ids[k],
+			       int_field(j, "attempts"));
+			completed++;
+			cJSON_Delete(j);
+			djob_free(t[i].ids[k]);
+		}
+	}
+	/* Nothing more was stored than the good jobs, and every outbox entry
+	 * is gone (all were published). */
+	long jobs = count_docs(""), outbox = count_docs("_outbox");
+	EXPECT(jobs == GOOD, "%ld jobs stored, want %d", jobs, GOOD);
+	EXPECT(outbox == 0, "%ld outbox entries left", outbox);
+	printf("ok %d jobs completed from %d submissions in %d writes\n", completed, subs, writes);
+	stop_worker(w);
+	djob_client_free(c);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -773,6 +912,8 @@ int main(int argc, char **argv)
 		{"unpublished_job_is_published_by_the_scheduler",
 		 test_unpublished_job_is_published_by_the_scheduler},
 		{"two_schedulers_never_run_a_job_twice", test_two_schedulers_never_run_a_job_twice},
+		{"concurrent_submissions_are_written_in_groups_and_fail_alone",
+		 test_concurrent_submissions_are_written_in_groups_and_fail_alone},
 		{"paused_worker_resumes_its_partitions_after_a_rebalance",
 		 test_paused_worker_resumes_its_partitions_after_a_rebalance},
 	};

@@ -89,6 +89,21 @@ static void test_bad_keys_inside_arrays_are_rejected(void)
 	CHECK(strstr(err.message, "no.pe") != NULL);
 }
 
+static void test_empty_keys_and_text_that_is_not_utf8_are_rejected(void)
+{
+	djob_error_t err;
+
+	CHECK_INT(validate("{\"\":1}", &err), DJOB_EINVAL);
+	CHECK(strstr(err.message, "empty key") != NULL);
+	CHECK_INT(validate("{\"a\":[{\"\":1}]}", &err), DJOB_EINVAL);
+	CHECK_INT(validate("{\"input\":\"\xff\xfe\"}", &err), DJOB_EINVAL);
+	CHECK(strstr(err.message, "not UTF-8") != NULL);
+	CHECK_INT(validate("{\"list\":[\"ok\",\"\xc3\"]}", &err), DJOB_EINVAL);
+	CHECK_INT(validate("{\"k\xe9y\":1}", &err), DJOB_EINVAL);
+	/* UTF-8 that is well formed, escaped or not, is fine */
+	CHECK_INT(validate("{\"caf\xc3\xa9\":\"\\u00e9\xe2\x82\xac\"}", &err), 0);
+}
+
 static void test_nesting_is_limited_to_32_levels(void)
 {
 	djob_error_t err;
@@ -125,6 +140,7 @@ int main(void)
 	RUN(test_dollar_keys_are_rejected_naming_the_key);
 	RUN(test_dotted_keys_are_rejected_naming_the_key);
 	RUN(test_bad_keys_inside_arrays_are_rejected);
+	RUN(test_empty_keys_and_text_that_is_not_utf8_are_rejected);
 	RUN(test_nesting_is_limited_to_32_levels);
 	return check_report("unit_payload");
 }

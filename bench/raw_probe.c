@@ -194,7 +194,7 @@ static void make_producer(void)
 	const char *props[][2] = {{"bootstrap.servers", brokers},
 	                          {"enable.idempotence", "true"},
 	                          {"acks", "all"},
-	                          {"linger.ms", "2"},
+	                          {"linger.ms", "0"},
 	                          {"client.id", "raw_probe"}};
 	for (size_t i = 0; i < sizeof props / sizeof props[0]; i++)
 		if (rd_kafka_conf_set(kc, props[i][0], props[i][1], errstr, sizeof errstr))

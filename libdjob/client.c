@@ -208,10 +208,20 @@ static int parse_job(const djob_client_t *c, const cJSON *o, djob_new_job_t *j, 
 	return 0;
 }
 
-/* Publish jobs (the queued ones) and mark them published. On a publish
- * failure the jobs are deleted again, so a failed submission leaves
- * nothing behind. */
-static int publish(djob_client_t *c, const djob_new_job_t *jobs, size_t n, djob_error_t *err)
+/* The jobs are in Kafka: drop their outbox entries. A failure only makes
+ * the scheduler publish them once more, which workers tolerate. */
+static void mark_published(djob_client_t *c, const char *const *ids, size_t n)
+{
+	djob_error_t e;
+	if (n > 0 && djob_store_mark_published(c->store, ids, n, &e) != 0)
+		djob_logf(c->conf, DJOB_LOG_WARNING, "client", "%s", e.message);
+}
+
+/* Publish jobs (the queued ones) and, when `mark`, mark them published. On
+ * a publish failure the jobs are deleted again, so a failed submission
+ * leaves nothing behind. */
+static int publish(djob_client_t *c, const djob_new_job_t *jobs, size_t n, bool mark,
+                   djob_error_t *err)
 {
 	djob_kafka_msg_t *msgs = calloc(n, sizeof *msgs);
 	char (*topics)[160] = calloc(n, sizeof *topics);
@@ -237,12 +247,8 @@ static int publish(djob_client_t *c, const djob_new_job_t *jobs, size_t n, djob_
 	}
 	if (rc == 0)
 		rc = djob_producer_send(c->producer, msgs, m, err);
-	if (rc == 0) {
-		djob_error_t e;
-		/* The job is in Kafka: a failure here only makes the scheduler
-		 * publish it once more, which workers tolerate. */
-		if (djob_store_mark_published(c->store, ids, m, &e) != 0)
-			djob_logf(c->conf, DJOB_LOG_WARNING, "client", "%s", e.message);
+	if (rc == 0 && mark) {
+		mark_published(c, ids, m);
 	} else if (rc == DJOB_EKAFKA) {
 		djob_store_delete_unpublished(c->store, jobs, n, NULL);
 	}
@@ -257,7 +263,7 @@ static int publish(djob_client_t *c, const djob_new_job_t *jobs, size_t n, djob_
 /* Insert and publish validated jobs. *created is 0 when a single job with
  * an idempotency key already existed (its id is then in jobs[0].id). */
 static int submit_jobs(djob_client_t *c, djob_new_job_t *jobs, size_t n, int *created,
-                       djob_error_t *err)
+                       bool mark, djob_error_t *err)
 {
 	*created = 1;
 	if (n == 1 && jobs[0].idempotency_key) {
@@ -291,31 +297,33 @@ static int submit_jobs(djob_client_t *c, djob_new_job_t *jobs, size_t n, int *cr
 		return rc;
 	/* The jobs and their outbox entries are stored; nothing is in Kafka. */
 	fault_point("crash_after_insert");
-	return publish(c, jobs, n, err);
+	return publish(c, jobs, n, mark, err);
 }
 
-/* Write the submissions of one group: one outbox insert, one job insert,
- * one produce and one outbox delete for all their jobs together. */
-static void write_group(djob_client_t *c, submit_req_t *group)
+/* Write the submissions of one group: one outbox insert, one job insert
+ * and one produce for all their jobs together. Returns the jobs (a copy
+ * the caller frees) whose outbox entries are to be dropped, in *published. */
+static djob_new_job_t *write_group(djob_client_t *c, submit_req_t *group, size_t *published)
 {
 	size_t total = 0, k = 0;
 	for (submit_req_t *r = group; r; r = r->next)
 		total += r->n;
 	djob_error_t err;
 	int rc = 0;
-	djob_new_job_t *all = group->next ? calloc(total, sizeof *all) : group->jobs;
+	*published = 0;
+	djob_new_job_t *all = calloc(total, sizeof *all);
 	if (!all)
 		rc = djob_set_error(&err, DJOB_ENOMEM, 0, "Out of memory");
-	for (submit_req_t *r = group; rc == 0 && all != group->jobs && r; r = r->next) {
+	for (submit_req_t *r = group; rc == 0 && r; r = r->next) {
 		memcpy(all + k, r->jobs, r->n * sizeof *all);
 		k += r->n;
 	}
 	if (rc == 0) {
 		int created;
-		rc = submit_jobs(c, all, total, &created, &err);
+		rc = submit_jobs(c, all, total, &created, false, &err);
 	}
-	if (all != group->jobs)
-		free(all);
+	if (rc == 0)
+		*published = total;
 	/* An invalid payload is one submission's fault: the others must not
 	 * fail with it. Nothing of the group is stored then, so each is
 	 * written again alone. Server errors are every submission's. */
@@ -326,6 +334,7 @@ static void write_group(djob_client_t *c, submit_req_t *group)
 		if (rc != 0)
 			r->err = err;
 	}
+	return all;
 }
 
 /* Submit jobs without idempotency keys. While `submit.writers` groups are
@@ -362,7 +371,8 @@ static int submit_grouped(djob_client_t *c, djob_new_job_t *jobs, size_t n, djob
 		c->writers++;
 		c->groups++;
 		pthread_mutex_unlock(&c->group_mu);
-		write_group(c, group);
+		size_t n_all;
+		djob_new_job_t *all = write_group(c, group, &n_all);
 		pthread_mutex_lock(&c->group_mu);
 		c->writers--;
 		for (submit_req_t *r = group, *next; r; r = next) {
@@ -370,13 +380,26 @@ static int submit_grouped(djob_client_t *c, djob_new_job_t *jobs, size_t n, djob
 			r->done = true;
 		}
 		pthread_cond_broadcast(&c->group_cv);
+		/* The group's answers need not wait for the outbox delete, nor
+		 * the next group: the leader does it on its own time. */
+		pthread_mutex_unlock(&c->group_mu);
+		size_t m = 0;
+		const char **ids = all ? malloc((n_all ? n_all : 1) * sizeof *ids) : NULL;
+		for (size_t i = 0; ids && i < n_all; i++)
+			if (all[i].state == DJOB_STATE_QUEUED)
+				ids[m++] = all[i].id;
+		if (ids)
+			mark_published(c, ids, m);
+		free(ids);
+		free(all);
+		pthread_mutex_lock(&c->group_mu);
 	}
 	if (me.alone)
 		c->groups++;
 	pthread_mutex_unlock(&c->group_mu);
 	if (me.alone) {
 		int created;
-		return submit_jobs(c, jobs, n, &created, err);
+		return submit_jobs(c, jobs, n, &created, true, err);
 	}
 	if (me.rc != 0 && err)
 		*err = me.err;
@@ -397,7 +420,7 @@ static int submit(djob_client_t *c, djob_new_job_t *jobs, size_t n, int *created
 		c->submitted_jobs += n;
 		c->groups++;
 		pthread_mutex_unlock(&c->group_mu);
-		return submit_jobs(c, jobs, n, created, err);
+		return submit_jobs(c, jobs, n, created, true, err);
 	}
 	*created = 1;
 	return submit_grouped(c, jobs, n, err);

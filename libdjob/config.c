@@ -60,7 +60,7 @@ static const known_key_t known_keys[] = {
 	{"scheduler.interval.ms", "DJOB_SCHEDULER_INTERVAL_MS", "1000", CHECK_RANGE, 50, 60000},
 	{"scheduler.grace.ms", "DJOB_SCHEDULER_GRACE_MS", "10000", CHECK_RANGE, 100, 3600000},
 	{"scheduler.batch", "DJOB_SCHEDULER_BATCH", "100", CHECK_RANGE, 1, 1000},
-	{"submit.writers", "DJOB_SUBMIT_WRITERS", "2", CHECK_RANGE, 1, 64},
+	{"submit.writers", "DJOB_SUBMIT_WRITERS", "1", CHECK_RANGE, 1, 64},
 };
 
 #define N_KNOWN (sizeof(known_keys) / sizeof(known_keys[0]))

@@ -145,9 +145,12 @@ int djob_http_start(djob_http_t *h, long port, mg_request_handler handler, void 
 		snprintf(ports, sizeof ports, "[%s]:%ld", listen, port);
 	else
 		snprintf(ports, sizeof ports, "%s:%ld", listen, port);
+	/* tcp_nodelay: a response goes out as two writes (headers, body);
+	 * with Nagle's algorithm the body waits for the client's delayed ACK,
+	 * which put 40 ms on every keep-alive request. */
 	const char *options[] = {
 		"listening_ports",   ports, "num_threads", "64", "request_timeout_ms", "30000",
-		"enable_keep_alive", "yes", NULL};
+		"enable_keep_alive", "yes", "tcp_nodelay", "1", NULL};
 	struct mg_callbacks cb;
 	memset(&cb, 0, sizeof cb);
 	cb.log_message = civetweb_log;

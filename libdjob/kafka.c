@@ -190,7 +190,11 @@ int djob_producer_new(djob_producer_t **out, const djob_config_t *conf, djob_err
 	rd_kafka_conf_t *kc = djob_kafka_conf_new(conf, err);
 	if (!kc || djob_kafka_conf_default(kc, conf, "enable.idempotence", "true", err) != 0 ||
 	    djob_kafka_conf_default(kc, conf, "acks", "all", err) != 0 ||
-	    djob_kafka_conf_default(kc, conf, "linger.ms", "2", err) != 0 ||
+	    /* No linger: the client groups concurrent submissions itself and
+	     * hands each group over at once; waiting longer only adds latency
+	     * (POST /jobs over 16 connections: about 1,100 req/s with 2 ms,
+	     * 1,300 to 1,800 with 0 on the dev stack). */
+	    djob_kafka_conf_default(kc, conf, "linger.ms", "0", err) != 0 ||
 	    /* A down broker fails a submission in seconds (503), not minutes. */
 	    djob_kafka_conf_default(kc, conf, "message.timeout.ms", "10000", err) != 0) {
 		if (kc)

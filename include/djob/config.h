@@ -27,8 +27,8 @@
  *   scheduler.interval.ms [DJOB_SCHEDULER_INTERVAL_MS]             1000
  *   scheduler.grace.ms  [DJOB_SCHEDULER_GRACE_MS]  unpublished for this long: publish  10000
  *   scheduler.batch     [DJOB_SCHEDULER_BATCH]  jobs per sweep step  100
- *   submit.writers      [DJOB_SUBMIT_WRITERS]  submissions written at once; concurrent
- *                       ones wait and are written together as one group  2
+ *   submit.writers      [DJOB_SUBMIT_WRITERS]  groups of submissions written at once;
+ *                       submissions made meanwhile wait and form the next group  1
  *   log.level           [DJOB_LOG_LEVEL]  error|warning|info|debug  warning
  *   kafka.<property>    [DJOB_KAFKA_<PROPERTY>, '_' read as '.']  passed to librdkafka
  *                       as <property> (SASL, TLS, ...); kafka.brokers is not passed

@@ -176,3 +176,6 @@ def test_a_client_can_be_shared_by_threads(client):
         docs = list(pool.map(client.get, ids))
     assert len(set(ids)) == 16
     assert sorted(d["payload"]["input"] for d in docs) == sorted(f"t{i}" for i in range(16))
+    stats = client.stats()
+    assert stats["submissions"] == 16 and stats["submittedJobs"] == 16
+    assert 1 <= stats["submitWrites"] <= 16, stats

@@ -202,6 +202,13 @@ class Client:
         return self._call_json(_ffi.djob_client_wait, _check_id(job_id),
                                int(timeout * 1000))
 
+    def stats(self):
+        """Counters of the submissions made through this client:
+        {"submissions", "submittedJobs", "submitWrites"}. Submissions made by
+        several threads at once are written together, so submitWrites may
+        be lower than submissions."""
+        return self._call_json(_ffi.djob_client_stats)
+
     def ping(self):
         """Whether the servers answer: {"kafka": bool, "mongo": bool}."""
         kafka_ok, mongo_ok = ctypes.c_int(), ctypes.c_int()

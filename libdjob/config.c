@@ -51,6 +51,7 @@ static const known_key_t known_keys[] = {
 	{"worker.plugins", "DJOB_PLUGINS", NULL, CHECK_STRING, 0, 0},
 	{"group.id", "DJOB_GROUP_ID", "job-workers", CHECK_STRING, 0, 0},
 	{"concurrency", "DJOB_CONCURRENCY", "4", CHECK_RANGE, 1, 1024},
+	{"worker.queue", "DJOB_WORKER_QUEUE", "256", CHECK_RANGE, 1, 100000},
 	{"lease.ms", "DJOB_LEASE_MS", "30000", CHECK_RANGE, 1000, 3600000},
 	{"max.attempts", "DJOB_MAX_ATTEMPTS", "3", CHECK_RANGE, 1, 1000},
 	{"topic.prefix", "DJOB_TOPIC_PREFIX", "jobs.", CHECK_STRING, 0, 0},

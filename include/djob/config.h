@@ -19,6 +19,8 @@
  *   worker.plugins      [DJOB_PLUGINS]  comma-separated handler shared objects
  *   group.id            [DJOB_GROUP_ID]                            job-workers
  *   concurrency         [DJOB_CONCURRENCY]                         4
+ *   worker.queue        [DJOB_WORKER_QUEUE]  jobs fetched ahead of the pool; fetching
+ *                       pauses beyond (and beyond 16 MiB of them)  256
  *   lease.ms            [DJOB_LEASE_MS]                            30000
  *   max.attempts        [DJOB_MAX_ATTEMPTS]                        3
  *   topic.prefix        [DJOB_TOPIC_PREFIX]                        jobs.

@@ -710,9 +710,11 @@ static void test_paused_worker_resumes_its_partitions_after_a_rebalance(void)
 {
 	enum { N = 16 };
 	djob_client_t *c = test_client();
-	/* One handler thread: a few slow jobs fill the pool, so the worker
-	 * pauses its partitions; a second worker then joins the group. */
+	/* One handler thread and a queue of one: a few slow jobs fill them,
+	 * so the worker pauses its partitions; a second worker then joins the
+	 * group. */
 	setenv("DJOB_CONCURRENCY", "1", 1);
+	setenv("DJOB_WORKER_QUEUE", "1", 1);
 	pid_t w1 = spawn_worker(0);
 	sleep_ms(2000);
 	char *ids[N];
@@ -722,6 +724,7 @@ static void test_paused_worker_resumes_its_partitions_after_a_rebalance(void)
 	sleep_ms(1500);
 	pid_t w2 = spawn_worker(0);
 	unsetenv("DJOB_CONCURRENCY");
+	unsetenv("DJOB_WORKER_QUEUE");
 	int completed = 0;
 	for (int i = 0; i < N; i++) {
 		cJSON *j = wait_job(c, ids[i], 90000);

@@ -41,6 +41,10 @@ struct djob_client_s {
 	pthread_mutex_t group_mu;
 	pthread_cond_t group_cv;
 	submit_req_t *pending, *pending_tail;
+	size_t pending_jobs;
+	size_t last_group;   /* jobs in the group written last */
+	int64_t last_end;    /* monotonic ms when it was answered */
+	long linger_ms;      /* config submit.linger.ms */
 	int writers;     /* groups being written now */
 	int max_writers; /* config submit.writers */
 	unsigned long long submissions, submitted_jobs, groups; /* djob_client_stats */
@@ -77,10 +81,16 @@ int djob_client_new(djob_client_t **out, const djob_config_t *conf, djob_error_t
 	pthread_mutex_init(&c->health_mu, NULL);
 	pthread_cond_init(&c->health_cv, NULL);
 	pthread_mutex_init(&c->group_mu, NULL);
-	pthread_cond_init(&c->group_cv, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->group_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	int rc = djob_config_dup(&c->conf, conf, err);
 	if (rc == 0)
 		c->max_writers = (int)djob_config_get_int(c->conf, "submit.writers");
+	if (rc == 0)
+		c->linger_ms = djob_config_get_int(c->conf, "submit.linger.ms");
 	if (rc == 0)
 		rc = djob_store_new(&c->store, conf, err);
 	if (rc == 0)
@@ -340,7 +350,16 @@ static djob_new_job_t *write_group(djob_client_t *c, submit_req_t *group, size_t
 /* Submit jobs without idempotency keys. While `submit.writers` groups are
  * being written, later submissions wait and are then written together:
  * under load one round trip to each server serves many submissions, and
- * a lone submission is written at once. */
+ * a lone submission is written at once.
+ *
+ * Under a steady load the callers of a group submit again as soon as they
+ * are answered, while the next group is already being written: groups then
+ * split in two that alternate (6, 10, 6, 10 with 16 callers). So when fewer
+ * jobs are pending than the last group held, the next group waits for the
+ * rest until `submit.linger.ms` after the last group's answers; groups then
+ * stay whole (16 callers over HTTP: about 1,600 req/s without the wait,
+ * 2,000 to 2,200 with 8 ms). A caller that submits alone never waits, and
+ * a drop in load costs at most one wait. */
 static int submit_grouped(djob_client_t *c, djob_new_job_t *jobs, size_t n, djob_error_t *err)
 {
 	submit_req_t me = {.jobs = jobs, .n = n};
@@ -352,10 +371,29 @@ static int submit_grouped(djob_client_t *c, djob_new_job_t *jobs, size_t n, djob
 	else
 		c->pending = &me;
 	c->pending_tail = &me;
+	c->pending_jobs += n;
+	if (c->writers == 0 && c->pending_jobs >= c->last_group)
+		pthread_cond_broadcast(&c->group_cv); /* a lingering leader may go */
 	while (!me.done) {
 		if (!c->pending || c->writers >= c->max_writers) {
 			pthread_cond_wait(&c->group_cv, &c->group_mu);
 			continue;
+		}
+		int64_t until = c->last_end + c->linger_ms;
+		if (c->pending_jobs < c->last_group && djob_mono_ms() < until) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			long wait_ns = (long)(until - djob_mono_ms()) * 1000000L;
+			ts.tv_nsec += wait_ns > 0 ? wait_ns : 0;
+			while (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&c->group_cv, &c->group_mu, &ts);
+			if (c->pending_jobs < c->last_group && djob_mono_ms() < until)
+				continue;
+			if (me.done || !c->pending || c->writers >= c->max_writers)
+				continue;
 		}
 		/* Lead the next group, oldest first; it may not hold `me`. */
 		submit_req_t *group = c->pending, *last = group;
@@ -368,6 +406,7 @@ static int submit_grouped(djob_client_t *c, djob_new_job_t *jobs, size_t n, djob
 		if (!c->pending)
 			c->pending_tail = NULL;
 		last->next = NULL;
+		c->pending_jobs -= total;
 		c->writers++;
 		c->groups++;
 		pthread_mutex_unlock(&c->group_mu);
@@ -375,6 +414,8 @@ static int submit_grouped(djob_client_t *c, djob_new_job_t *jobs, size_t n, djob
 		djob_new_job_t *all = write_group(c, group, &n_all);
 		pthread_mutex_lock(&c->group_mu);
 		c->writers--;
+		c->last_group = total;
+		c->last_end = djob_mono_ms();
 		for (submit_req_t *r = group, *next; r; r = next) {
 			next = r->next; /* r may return once done is set */
 			r->done = true;

@@ -62,6 +62,7 @@ static const known_key_t known_keys[] = {
 	{"scheduler.grace.ms", "DJOB_SCHEDULER_GRACE_MS", "10000", CHECK_RANGE, 100, 3600000},
 	{"scheduler.batch", "DJOB_SCHEDULER_BATCH", "100", CHECK_RANGE, 1, 1000},
 	{"submit.writers", "DJOB_SUBMIT_WRITERS", "1", CHECK_RANGE, 1, 64},
+	{"submit.linger.ms", "DJOB_SUBMIT_LINGER_MS", "8", CHECK_RANGE, 0, 1000},
 };
 
 #define N_KNOWN (sizeof(known_keys) / sizeof(known_keys[0]))

@@ -31,6 +31,8 @@
  *   scheduler.batch     [DJOB_SCHEDULER_BATCH]  jobs per sweep step  100
  *   submit.writers      [DJOB_SUBMIT_WRITERS]  groups of submissions written at once;
  *                       submissions made meanwhile wait and form the next group  1
+ *   submit.linger.ms    [DJOB_SUBMIT_LINGER_MS]  under load, how long after a group's
+ *                       answers the next may wait for its callers to come back  8
  *   log.level           [DJOB_LOG_LEVEL]  error|warning|info|debug  warning
  *   kafka.<property>    [DJOB_KAFKA_<PROPERTY>, '_' read as '.']  passed to librdkafka
  *                       as <property> (SASL, TLS, ...); kafka.brokers is not passed

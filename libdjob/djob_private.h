@@ -66,6 +66,7 @@ struct djob_job_s {
 	char *result;    /* JSON object text or NULL */
 	char *error;     /* or NULL */
 	atomic_int lease_lost;
+	atomic_int finishing; /* the handler returned; its outcome is being written */
 	const atomic_int *stopping; /* the worker's stop flag, or NULL */
 };
 

@@ -282,6 +282,7 @@ int djob_job_from_message(djob_job_t **out, const char *key, size_t key_len, con
 		goto fail;
 	}
 	atomic_init(&job->lease_lost, 0);
+	atomic_init(&job->finishing, 0);
 	job->id = message_id(key, key_len, root, err);
 	if (job->id == NULL) {
 		rc = err ? err->code : DJOB_EINVAL;

@@ -282,7 +282,9 @@ static void *lease_loop(void *arg)
 			djob_job_t *job = w->running[i]->job;
 			djob_error_t e;
 			int rc = w->sink->ops.extend(w->sink->opaque, job, w->lease_ms, &e);
-			if (rc == DJOB_ECONFLICT) {
+			if (rc == DJOB_ECONFLICT && atomic_load(&job->finishing)) {
+				/* The outcome was written meanwhile: nothing to hold. */
+			} else if (rc == DJOB_ECONFLICT) {
 				atomic_store(&job->lease_lost, 1);
 				djob_logf(w->conf, DJOB_LOG_WARNING, "worker", "Job %s: lease lost",
 				          job->id);
@@ -297,6 +299,20 @@ static void *lease_loop(void *arg)
 }
 
 /* ---- running one job ---- */
+
+#ifdef DJOB_FAULT_INJECTION
+/* Test builds only (meson -Dfault_injection=true): with DJOB_FAULT set to
+ * slow_finish, wait DJOB_FAULT_DELAY_MS before writing each outcome, as a
+ * busy store would (tests/fault). */
+static void fault_slow_finish(void)
+{
+	const char *f = getenv("DJOB_FAULT"), *ms = getenv("DJOB_FAULT_DELAY_MS");
+	if (f && strcmp(f, "slow_finish") == 0)
+		sleep_ms(ms ? atol(ms) : 5000);
+}
+#else
+#define fault_slow_finish() ((void)0)
+#endif
 
 static void report(djob_worker_t *w, const djob_job_t *job, const char *outcome, double secs)
 {
@@ -354,7 +370,11 @@ static bool process(djob_worker_t *w, task_t *t)
 		outcome = DJOB_JOB_FAIL;
 	}
 	double secs = (double)(djob_mono_ms() - started) / 1000.0;
-	running_remove(w, t);
+	/* The lease keeper goes on extending the lease until the outcome is
+	 * written: a status write slower than the lease (a busy store) must
+	 * not let the job run again. */
+	atomic_store(&job->finishing, 1);
+	fault_slow_finish();
 	if (outcome != DJOB_JOB_DONE && outcome != DJOB_JOB_RETRY && outcome != DJOB_JOB_FAIL) {
 		djob_job_set_error(job, "Handler returned an unknown status");
 		outcome = DJOB_JOB_FAIL;
@@ -373,19 +393,23 @@ static bool process(djob_worker_t *w, task_t *t)
 			          job->id, e.message);
 			atomic_fetch_add(&w->stale, 1);
 			report(w, job, "stale", secs);
+			running_remove(w, t);
 			return true;
 		}
 		if (atomic_load(&w->stopping)) {
 			if (!give_up)
 				give_up = djob_mono_ms() + 10000;
-			else if (djob_mono_ms() > give_up)
+			else if (djob_mono_ms() > give_up) {
+				running_remove(w, t);
 				return false; /* the lease runs out and the job runs again */
+			}
 		}
 		djob_logf(w->conf, DJOB_LOG_WARNING, "worker", "Job %s: status write failed: %s",
 		          job->id, e.message);
 		sleep_ms(backoff);
 		backoff = backoff * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : backoff * 2;
 	}
+	running_remove(w, t);
 	const char *what = "failed";
 	if (outcome == DJOB_JOB_DONE) {
 		atomic_fetch_add(&w->completed, 1);

@@ -30,7 +30,10 @@ typedef struct {
 	 * another negative code when the store cannot be reached (retriable). */
 	int (*claim)(void *opaque, const djob_job_t *job, long lease_ms, int *attempts,
 	             int *max_attempts, djob_error_t *err);
-	/* Extend the lease by lease_ms. DJOB_ECONFLICT when it was lost. */
+	/* Extend the lease by lease_ms. DJOB_ECONFLICT when it was lost. Called
+	 * every lease_ms / 3 from the handler's start until finish has
+	 * returned, so it may run while finish does (and after the outcome is
+	 * written, when DJOB_ECONFLICT is ignored). */
 	int (*extend)(void *opaque, const djob_job_t *job, long lease_ms, djob_error_t *err);
 	/* Record the outcome, fenced on (worker id, attempts): completed with
 	 * djob_job_result, or failed / scheduled for a retry with djob_job_error.

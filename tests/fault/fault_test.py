@@ -611,6 +611,42 @@ def test_two_api_replicas_sweeping_never_run_a_job_attempt_twice():
         st.stop(failed)
 
 
+def test_status_write_slower_than_the_lease_does_not_run_a_job_again():
+    check(os.environ.get("DJOB_FAULT_INJECTION_BUILT") == "1",
+          "this build has no fault-injection points: configure it with "
+          "meson setup -Dfault_injection=true (scripts/test does)")
+    n, lease_ms, delay_ms = 6, 2000, 6000
+    st = Stack({"DJOB_LEASE_MS": str(lease_ms), "DJOB_SCHEDULER_INTERVAL_MS": "200"})
+    failed = True
+    try:
+        port, _ = st.api()
+        # Every outcome is written 3 leases after the handler returned, as
+        # on a store that busy; the worker has free threads to run a job
+        # again if its lease ran out meanwhile.
+        st.worker(concurrency=n * 2, extra={"DJOB_FAULT": "slow_finish",
+                                            "DJOB_FAULT_DELAY_MS": str(delay_ms)})
+        t0 = time.time()
+        ids = submit_many(port, [{"input": f"slow-{i}"} for i in range(n)])
+        docs = st.wait_completed(port, ids, timeout=300)
+        elapsed = time.time() - t0
+        time.sleep(1)
+        runs = [r for r in st.runs() if r[0] == "S"]
+        per_job = check_runs(st.runs(), docs, ids)
+        for i, jid in enumerate(ids):
+            d = docs[jid]
+            check(d["attempts"] == 1 and len(per_job[jid]) == 1,
+                  f"job {jid} ran {len(per_job[jid])} times, attempts {d['attempts']}: "
+                  f"its lease ran out while its outcome was being written: {d['history']}")
+            check(d["result"]["value"] == sha256(f"slow-{i}"), f"bad result {d}")
+        check(elapsed * 1000 >= delay_ms, f"completed in {elapsed:.1f} s: the delay did not apply")
+        print(f"counts: {n} jobs whose outcome was written {delay_ms} ms after the handler "
+              f"(lease {lease_ms} ms, scheduler sweeping every 200 ms): {n} completed on "
+              f"attempt 1, {len(runs)} handler runs; {elapsed:.1f} s")
+        failed = False
+    finally:
+        st.stop(failed)
+
+
 def main():
     fn = globals().get("test_" + CASE)
     if not fn:

@@ -797,6 +797,60 @@ static int apply(djob_store_t *s, const char *id, int64_t seq, const change_t *c
 	return rc;
 }
 
+/* The document as the write of ch left it: doc with ch->set applied in
+ * place, ch->unset removed and ch->push appended (a change names top-level
+ * fields only). Saves reading the job again after the write. */
+static bson_t *applied(const bson_t *doc, const change_t *ch)
+{
+	bson_t *out = bson_new();
+	bson_iter_t it, v;
+	bson_iter_init(&it, doc);
+	while (bson_iter_next(&it)) {
+		const char *k = bson_iter_key(&it);
+		if (bson_has_field(&ch->unset, k))
+			continue;
+		if (bson_iter_init_find(&v, &ch->set, k)) {
+			bson_append_iter(out, k, -1, &v);
+		} else if (BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_init_find(&v, &ch->push, k)) {
+			uint32_t len;
+			const uint8_t *data;
+			bson_iter_array(&it, &len, &data);
+			bson_t old, arr;
+			bson_iter_t e;
+			uint32_t n = 0;
+			char buf[16];
+			const char *key;
+			bson_init_static(&old, data, len);
+			bson_append_array_begin(out, k, -1, &arr);
+			bson_iter_init(&e, &old);
+			for (; bson_iter_next(&e); n++) {
+				bson_uint32_to_string(n, &key, buf, sizeof buf);
+				bson_append_iter(&arr, key, -1, &e);
+			}
+			bson_uint32_to_string(n, &key, buf, sizeof buf);
+			bson_append_iter(&arr, key, -1, &v);
+			bson_append_array_end(out, &arr);
+		} else {
+			bson_append_iter(out, k, -1, &it);
+		}
+	}
+	/* Fields the document did not have yet, as the server appends them. */
+	bson_iter_init(&v, &ch->set);
+	while (bson_iter_next(&v))
+		if (!bson_has_field(doc, bson_iter_key(&v)))
+			bson_append_iter(out, bson_iter_key(&v), -1, &v);
+	bson_iter_init(&v, &ch->push);
+	while (bson_iter_next(&v)) {
+		if (bson_has_field(doc, bson_iter_key(&v)))
+			continue;
+		bson_t arr;
+		bson_append_array_begin(out, bson_iter_key(&v), -1, &arr);
+		bson_append_iter(&arr, "0", -1, &v);
+		bson_append_array_end(out, &arr);
+	}
+	return out;
+}
+
 /* Change one job: read, check, lock, write; again from the read when
  * another writer got there first. *doc_out (may be NULL) gets the new
  * document. */
@@ -816,11 +870,13 @@ static int transition(djob_store_t *s, const char *id, plan_fn plan, void *ctx,
 		bson_init(&ch.unset);
 		bson_init(&ch.push);
 		rc = plan(doc, ctx, &ch, err);
-		bson_destroy(doc);
 		if (rc == 0) {
 			BSON_APPEND_INT64(&ch.set, "seq", seq + 1);
 			rc = apply(s, id, seq, &ch, err);
 		}
+		if (rc == 0 && doc_out)
+			*doc_out = applied(doc, &ch);
+		bson_destroy(doc);
 		bson_destroy(&ch.set);
 		bson_destroy(&ch.unset);
 		bson_destroy(&ch.push);
@@ -834,8 +890,6 @@ static int transition(djob_store_t *s, const char *id, plan_fn plan, void *ctx,
 			nanosleep(&ts, NULL);
 			continue;
 		}
-		if (rc == 0 && doc_out)
-			rc = find_one(s, id, doc_out, err);
 		return rc;
 	}
 }

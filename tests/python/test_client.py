@@ -129,6 +129,35 @@ def test_update_applies_legal_transitions_and_refuses_illegal_ones(client):
         client.update(job_id)
 
 
+def test_update_cancel_and_retry_answer_with_the_job_as_stored(client):
+    """The document a change answers with is the one a later get reads:
+    fields set, unset and appended to the history alike."""
+    job_id = client.submit("compute", {"input": "answered"})
+    answers = [client.update(job_id, status="processing", worker_id="w1", lease_ms=30000)]
+    assert answers[-1] == client.get(job_id)
+    answers.append(client.update(job_id, status="processing", worker_id="w1", attempts=1,
+                                 lease_ms=60000))
+    assert answers[-1] == client.get(job_id)
+    answers.append(client.update(job_id, status="failed", worker_id="w1", attempts=1,
+                                 error="boom"))
+    assert answers[-1] == client.get(job_id)
+    assert [h["status"] for h in answers[-1]["history"]] == ["failed"]
+    answers.append(client.retry(job_id))
+    assert answers[-1] == client.get(job_id)
+    assert "error" not in answers[-1] and answers[-1]["status"] == "queued"
+    # A second attempt appends to the history that is there.
+    answers.append(client.update(job_id, status="processing", worker_id="w2", lease_ms=30000))
+    answers.append(client.update(job_id, status="failed", worker_id="w2", attempts=1,
+                                 error="boom again"))
+    assert answers[-1] == client.get(job_id)
+    assert [h["workerId"] for h in answers[-1]["history"]] == ["w1", "w2"]
+    answers.append(client.retry(job_id))
+    answers.append(client.cancel(job_id))
+    assert answers[-1] == client.get(job_id)
+    assert [a["status"] for a in answers] == ["processing", "processing", "failed", "queued",
+                                              "processing", "failed", "queued", "cancelled"]
+
+
 def test_submit_many_returns_ids_in_order_and_a_bad_batch_stores_nothing(client):
     ids = client.submit_many([{"type": "compute", "payload": {"input": f"b{i}"}}
                               for i in range(3)])

@@ -11,9 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#ifdef DJOB_FAULT_INJECTION
 #include <signal.h>
-#endif
 
 #define MAX_BATCH 1000
 #define MAX_IDEMPOTENCY_KEY 200
@@ -58,19 +56,6 @@ struct djob_client_s {
 	int health_kafka, health_mongo;
 	djob_error_t health_err;
 };
-
-#ifdef DJOB_FAULT_INJECTION
-/* Test builds only (meson -Dfault_injection=true): die here when the
- * environment names this point in DJOB_FAULT (tests/fault). */
-static void fault_point(const char *name)
-{
-	const char *f = getenv("DJOB_FAULT");
-	if (f && strcmp(f, name) == 0)
-		raise(SIGKILL);
-}
-#else
-#define fault_point(name) ((void)0)
-#endif
 
 int djob_client_new(djob_client_t **out, const djob_config_t *conf, djob_error_t *err)
 {
@@ -306,7 +291,8 @@ static int submit_jobs(djob_client_t *c, djob_new_job_t *jobs, size_t n, int *cr
 	if (rc != 0)
 		return rc;
 	/* The jobs and their outbox entries are stored; nothing is in Kafka. */
-	fault_point("crash_after_insert");
+	if (djob_fault("crash_after_insert"))
+		raise(SIGKILL);
 	return publish(c, jobs, n, mark, err);
 }
 

@@ -40,6 +40,14 @@ int64_t djob_now_ms(void);
 /* Milliseconds from a monotonic clock. */
 int64_t djob_mono_ms(void);
 
+#ifdef DJOB_FAULT_INJECTION
+/* Test builds only (meson -Dfault_injection=true): does the environment
+ * name this fault point in DJOB_FAULT (tests/fault)? */
+bool djob_fault(const char *name);
+#else
+#define djob_fault(name) false
+#endif
+
 /* ISO-8601 UTC with milliseconds: "2025-04-09T19:16:43.090Z" (24 chars + NUL). */
 void djob_format_iso(int64_t ms, char out[32]);
 

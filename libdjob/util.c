@@ -26,6 +26,14 @@ int64_t djob_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+#ifdef DJOB_FAULT_INJECTION
+bool djob_fault(const char *name)
+{
+	const char *f = getenv("DJOB_FAULT");
+	return f && strcmp(f, name) == 0;
+}
+#endif
+
 /* Write v as exactly n decimal digits, zero-padded. */
 static void put_digits(char *p, int v, int n)
 {

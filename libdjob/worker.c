@@ -67,7 +67,7 @@ struct djob_worker_s {
 	djob_offsets_t *offsets;
 	bool dirty;
 	bool paused;
-	size_t resume_at;       /* paused until active drops to this */
+	size_t resume_at;       /* paused until active drops to this (may_resume) */
 	rd_kafka_queue_t *cq;   /* the queue run's poll waits on (NULL: none) */
 	int assigned; /* partitions held now */
 	bool pool_quit;
@@ -300,19 +300,6 @@ static void *lease_loop(void *arg)
 
 /* ---- running one job ---- */
 
-#ifdef DJOB_FAULT_INJECTION
-/* Test builds only (meson -Dfault_injection=true): with DJOB_FAULT set to
- * slow_finish, wait DJOB_FAULT_DELAY_MS before writing each outcome, as a
- * busy store would (tests/fault). */
-static void fault_slow_finish(void)
-{
-	const char *f = getenv("DJOB_FAULT"), *ms = getenv("DJOB_FAULT_DELAY_MS");
-	if (f && strcmp(f, "slow_finish") == 0)
-		sleep_ms(ms ? atol(ms) : 5000);
-}
-#else
-#define fault_slow_finish() ((void)0)
-#endif
 
 static void report(djob_worker_t *w, const djob_job_t *job, const char *outcome, double secs)
 {
@@ -374,7 +361,8 @@ static bool process(djob_worker_t *w, task_t *t)
 	 * written: a status write slower than the lease (a busy store) must
 	 * not let the job run again. */
 	atomic_store(&job->finishing, 1);
-	fault_slow_finish();
+	if (djob_fault("slow_finish")) /* as a busy store would */
+		sleep_ms(getenv("DJOB_FAULT_DELAY_MS") ? atol(getenv("DJOB_FAULT_DELAY_MS")) : 5000);
 	if (outcome != DJOB_JOB_DONE && outcome != DJOB_JOB_RETRY && outcome != DJOB_JOB_FAIL) {
 		djob_job_set_error(job, "Handler returned an unknown status");
 		outcome = DJOB_JOB_FAIL;
@@ -424,6 +412,12 @@ static bool process(djob_worker_t *w, task_t *t)
 	return true;
 }
 
+/* May a paused worker fetch again? Its queue is half empty. Caller holds mu. */
+static bool may_resume(const djob_worker_t *w)
+{
+	return w->active <= w->resume_at && w->queued_bytes <= QUEUE_BYTES / 2;
+}
+
 static void task_free(task_t *t)
 {
 	djob_job_free(t->job);
@@ -460,8 +454,7 @@ static void *pool_loop(void *arg)
 		/* Wake the consumer's poll so a paused worker fetches again at
 		 * once, not when the poll's timeout ends (up to 100 ms with the
 		 * pool idle). */
-		if (w->paused && w->active <= w->resume_at &&
-		    w->queued_bytes <= QUEUE_BYTES / 2 && w->cq)
+		if (w->paused && may_resume(w) && w->cq)
 			rd_kafka_queue_yield(w->cq);
 		pthread_cond_broadcast(&w->cv_idle);
 		pthread_mutex_unlock(&w->mu);
@@ -730,8 +723,7 @@ static int run_loop(djob_worker_t *w, djob_error_t *err)
 		 * rebalances) without fetching. */
 		if (!w->paused && (w->active >= high || w->queued_bytes >= QUEUE_BYTES))
 			set_paused(w, true);
-		else if (w->paused && w->active <= w->resume_at &&
-		         w->queued_bytes <= QUEUE_BYTES / 2)
+		else if (w->paused && may_resume(w))
 			set_paused(w, false);
 		bool due = w->dirty && djob_mono_ms() - last_commit >= COMMIT_INTERVAL_MS;
 		pthread_mutex_unlock(&w->mu);

@@ -5,10 +5,12 @@
  *
  *   submit: outbox insert, job insert, Kafka produce (acks=all, idempotent),
  *           outbox delete                      -- insert_many / delete $in per batch
- *   work:   claim  = find by _id + lock insert "<id>:1" + update by _id
- *           finish = find by _id + lock insert "<id>:2" + update by _id
- *                                              -- locks insert_many per batch; finds
- *                                                 and updates concurrent per job
+ *   work:   claim  = lock insert "<id>:1" + update by _id
+ *           finish = lock insert "<id>:2" + update by _id
+ *                                              -- locks insert_many per batch; updates
+ *                                                 concurrent per job
+ *           (djob's worker reads a job only when the lock shows it changed
+ *           since the message or its own last write; here it never has)
  *
  * Modes (one JSON line on stdout):
  *   e2e    submit N jobs and work them off at the same time: jobs/s end to end
@@ -49,7 +51,7 @@ static rd_kafka_t *producer;
 static atomic_long produced, finished, errors;
 static atomic_int next_job;
 /* Time spent per kind of server call (microseconds) and the calls made. */
-static atomic_llong us_find, us_lock, us_update, n_find, n_lock, n_update;
+static atomic_llong us_lock, us_update, n_lock, n_update;
 
 static double now_s(void)
 {
@@ -312,9 +314,8 @@ static int64_t doc_count(const bson_t *doc, const char *key)
 	               : 0;
 }
 
-/* One transition of a batch: a find by _id per job (the filter FerretDB
- * serves from its index), the locks in one insert_many, an update_one by
- * _id per job. */
+/* One transition of a batch: the locks in one insert_many, an update_one
+ * by _id per job. */
 static long transition_batch(mongoc_client_t *c, const wbatch_t *b, int seq, bool claim)
 {
 	mongoc_collection_t *jc = coll(c, ""), *locks = coll(c, "locks");
@@ -323,22 +324,10 @@ static long transition_batch(mongoc_client_t *c, const wbatch_t *b, int seq, boo
 	bson_error_t e;
 	double t = now_s();
 	for (int i = 0; i < b->n; i++) {
-		bson_t *f = BCON_NEW("_id", BCON_UTF8(b->ids[i]));
-		mongoc_cursor_t *cur = mongoc_collection_find_with_opts(jc, f, NULL, NULL);
-		const bson_t *doc;
-		if (!mongoc_cursor_next(cur, &doc)) {
-			mongoc_cursor_error(cur, &e);
-			check(false, &e, "find");
-		}
-		mongoc_cursor_destroy(cur);
-		bson_destroy(f);
 		char lock_id[48];
 		snprintf(lock_id, sizeof lock_id, "%s:%d", b->ids[i], seq);
 		lockdocs[i] = BCON_NEW("_id", BCON_UTF8(lock_id), "at", BCON_DATE_TIME(now));
 	}
-	atomic_fetch_add(&us_find, (long long)((now_s() - t) * 1e6));
-	atomic_fetch_add(&n_find, b->n);
-	t = now_s();
 	bson_t *unordered = BCON_NEW("ordered", BCON_BOOL(false));
 	bson_t reply;
 	/* A redelivered message finds its lock taken (E11000): not an error,
@@ -673,11 +662,11 @@ int main(int argc, char **argv)
 		long done = e2e ? atomic_load(&finished) : atomic_load(&produced);
 		printf("{\"mode\":\"%s\",\"jobs\":%d,\"done\":%ld,\"batch\":%d,\"producers\":%d,"
 		       "\"workers\":%d,\"submit_seconds\":%.3f,\"seconds\":%.3f,\"per_s\":%.1f,"
-		       "\"submit_per_s\":%.1f,\"errors\":%ld,\"ms_per_find\":%.2f,"
+		       "\"submit_per_s\":%.1f,\"errors\":%ld,"
 		       "\"ms_per_lock_batch\":%.2f,\"ms_per_update\":%.2f}\n",
 		       mode, n_jobs, done, batch, producers, e2e ? workers : 0, t_sub, dt,
 		       (double)done / dt, (double)atomic_load(&produced) / t_sub,
-		       atomic_load(&errors), n_find ? (double)us_find / 1e3 / (double)n_find : 0.0,
+		       atomic_load(&errors),
 		       n_lock ? (double)us_lock / 1e3 / (double)n_lock : 0.0,
 		       n_update ? (double)us_update / 1e3 / (double)n_update : 0.0);
 		free(pt);

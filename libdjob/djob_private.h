@@ -75,6 +75,9 @@ struct djob_job_s {
 	char *error;     /* or NULL */
 	atomic_int lease_lost;
 	atomic_int finishing; /* the handler returned; its outcome is being written */
+	/* The store sink's: the job's seq as the worker's last write left it,
+	 * 0 for a message that is the job as submitted, -1 when not known. */
+	atomic_llong seq;
 	const atomic_int *stopping; /* the worker's stop flag, or NULL */
 };
 

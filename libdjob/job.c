@@ -283,6 +283,7 @@ int djob_job_from_message(djob_job_t **out, const char *key, size_t key_len, con
 	}
 	atomic_init(&job->lease_lost, 0);
 	atomic_init(&job->finishing, 0);
+	atomic_init(&job->seq, -1);
 	job->id = message_id(key, key_len, root, err);
 	if (job->id == NULL) {
 		rc = err ? err->code : DJOB_EINVAL;
@@ -307,6 +308,17 @@ int djob_job_from_message(djob_job_t **out, const char *key, size_t key_len, con
 	job->payload_len = strlen(job->payload);
 	job->attempts = int_field(root, "attempts", 0);
 	job->max_attempts = int_field(root, "maxAttempts", 0);
+	/* djob's message of a new job is the document as inserted (seq 0):
+	 * queued, no attempt, and never updated. A requeued job's message
+	 * (retry, due, expired lease) has a later updatedAt. */
+	const cJSON *status = cJSON_GetObjectItemCaseSensitive(root, "status");
+	const cJSON *created = cJSON_GetObjectItemCaseSensitive(root, "createdAt");
+	const cJSON *updated = cJSON_GetObjectItemCaseSensitive(root, "updatedAt");
+	if (cJSON_IsString(status) && strcmp(status->valuestring, "queued") == 0 &&
+	    int_field(root, "attempts", -1) == 0 && job->max_attempts > 0 &&
+	    cJSON_IsString(created) && cJSON_IsString(updated) &&
+	    strcmp(created->valuestring, updated->valuestring) == 0)
+		atomic_store(&job->seq, 0);
 	cJSON_Delete(root);
 	*out = job;
 	return 0;

@@ -32,23 +32,45 @@ void djob_sink_free(djob_sink_t *s)
 	free(s);
 }
 
+/* The job's seq is this sink's bookkeeping (a claim, extend or finish
+ * that knows it need not read the job first): writable through the const
+ * job the ops receive. */
+static atomic_llong *seq_of(const djob_job_t *job)
+{
+	return &((djob_job_t *)job)->seq;
+}
+
 static int store_claim(void *opaque, const djob_job_t *job, long lease_ms, int *attempts,
                        int *max_attempts, djob_error_t *err)
 {
-	return djob_store_claim(opaque, job->id, job->worker_id, lease_ms, attempts, max_attempts,
-	                        err);
+	int64_t seq = atomic_load(seq_of(job));
+	*max_attempts = job->max_attempts;
+	int rc = djob_store_claim(opaque, job->id, job->worker_id, lease_ms, attempts, max_attempts,
+	                          &seq, err);
+	if (rc == 0)
+		atomic_store(seq_of(job), seq);
+	return rc;
 }
 
 static int store_extend(void *opaque, const djob_job_t *job, long lease_ms, djob_error_t *err)
 {
-	return djob_store_extend(opaque, job->id, job->worker_id, job->attempts, lease_ms, err);
+	int64_t seq = atomic_load(seq_of(job));
+	int rc = djob_store_extend(opaque, job->id, job->worker_id, job->attempts,
+	                           job->max_attempts, lease_ms, &seq, err);
+	if (rc == 0)
+		atomic_store(seq_of(job), seq);
+	return rc;
 }
 
 static int store_finish(void *opaque, const djob_job_t *job, djob_job_status_t outcome,
                         djob_error_t *err)
 {
-	return djob_store_finish(opaque, job->id, job->worker_id, job->attempts, job->max_attempts,
-	                         outcome, job->result, job->error, err);
+	int64_t seq = atomic_load(seq_of(job));
+	int rc = djob_store_finish(opaque, job->id, job->worker_id, job->attempts,
+	                           job->max_attempts, outcome, job->result, job->error, &seq, err);
+	if (rc == 0)
+		atomic_store(seq_of(job), seq);
+	return rc;
 }
 
 static void store_destroy(void *opaque)

@@ -687,10 +687,14 @@ static int write_job(djob_store_t *s, const char *id, const bson_t *update, djob
 {
 	conn_t c = conn_get(s);
 	bson_t *f = BCON_NEW("_id", BCON_UTF8(id));
+	bson_t reply;
 	bson_error_t e;
 	int rc = 0;
-	if (!mongoc_collection_update_one(c.coll, f, update, NULL, NULL, &e))
+	if (!mongoc_collection_update_one(c.coll, f, update, NULL, &reply, &e))
 		rc = mongo_error(err, &e, "update");
+	else if (doc_int(&reply, "matchedCount", 1) == 0)
+		rc = djob_set_error(err, DJOB_ENOTFOUND, 0, "Job not found");
+	bson_destroy(&reply);
 	bson_destroy(f);
 	conn_put(s, &c);
 	return rc;
@@ -851,35 +855,62 @@ static bson_t *applied(const bson_t *doc, const change_t *ch)
 	return out;
 }
 
+/* What a caller knows of a job without reading it: at seq `seq` its
+ * fields were those of `doc` (the ones the plans look at), because the
+ * caller inserted or last wrote it then; or seq -1, nothing. */
+typedef struct {
+	bson_t *doc;
+	int64_t seq;
+} known_t;
+
 /* Change one job: read, check, lock, write; again from the read when
- * another writer got there first. *doc_out (may be NULL) gets the new
- * document. */
-static int transition(djob_store_t *s, const char *id, plan_fn plan, void *ctx,
-                      bson_t **doc_out, djob_error_t *err)
+ * another writer got there first. With `known` (may be NULL or seq -1),
+ * the first round checks the known fields instead of reading: lock
+ * seq+1 is free only while the job is still at seq, so taking it proves
+ * them current, and a taken lock sends the next round to the read.
+ * *doc_out (may be NULL; not with known) gets the new document, *seq_out
+ * (may be NULL) the seq written. */
+static int transition(djob_store_t *s, const char *id, const known_t *known, plan_fn plan,
+                      void *ctx, bson_t **doc_out, int64_t *seq_out, djob_error_t *err)
 {
 	if (doc_out)
 		*doc_out = NULL;
+	bool presume = known && known->seq >= 0 && !doc_out;
 	for (int attempt = 0;; attempt++) {
+		bool presumed = presume && attempt == 0;
 		bson_t *doc;
-		int rc = find_one(s, id, &doc, err);
-		if (rc != 0)
-			return rc;
-		int64_t seq = doc_int(doc, "seq", 0);
+		int64_t seq;
+		int rc = 0;
+		if (presumed) {
+			doc = bson_copy(known->doc);
+			seq = known->seq;
+		} else {
+			rc = find_one(s, id, &doc, err);
+			if (rc != 0)
+				return rc;
+			seq = doc_int(doc, "seq", 0);
+		}
 		change_t ch;
 		bson_init(&ch.set);
 		bson_init(&ch.unset);
 		bson_init(&ch.push);
 		rc = plan(doc, ctx, &ch, err);
-		if (rc == 0) {
+		if (rc != 0 && presumed) {
+			rc = LOST_RACE; /* answer from the job itself */
+		} else if (rc == 0) {
 			BSON_APPEND_INT64(&ch.set, "seq", seq + 1);
 			rc = apply(s, id, seq, &ch, err);
 		}
 		if (rc == 0 && doc_out)
 			*doc_out = applied(doc, &ch);
+		if (rc == 0 && seq_out)
+			*seq_out = seq + 1;
 		bson_destroy(doc);
 		bson_destroy(&ch.set);
 		bson_destroy(&ch.unset);
 		bson_destroy(&ch.push);
+		if (rc == LOST_RACE && presumed)
+			continue; /* the job moved on: read it */
 		if (rc == LOST_RACE) {
 			if (attempt >= 50)
 				/* Not a conflict with the caller's request: the
@@ -962,10 +993,15 @@ static int plan_claim(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *
 }
 
 int djob_store_claim(djob_store_t *s, const char *id, const char *worker_id, long lease_ms,
-                     int *attempts, int *max_attempts, djob_error_t *err)
+                     int *attempts, int *max_attempts, int64_t *seq, djob_error_t *err)
 {
 	claim_t c = {s, worker_id, lease_ms, djob_now_ms(), 0, 0};
-	int rc = transition(s, id, plan_claim, &c, NULL, err);
+	/* As submitted: queued, no attempt yet. */
+	known_t k = {BCON_NEW("status", BCON_UTF8("queued"), "attempts", BCON_INT32(0),
+	                      "maxAttempts", BCON_INT32(*max_attempts)),
+	             *max_attempts > 0 ? *seq : -1};
+	int rc = transition(s, id, &k, plan_claim, &c, NULL, seq, err);
+	bson_destroy(k.doc);
 	if (rc == 0) {
 		*attempts = c.attempts;
 		*max_attempts = c.max_attempts;
@@ -990,11 +1026,21 @@ static int plan_extend(const bson_t *doc, void *ctx, change_t *ch, djob_error_t 
 	return 0;
 }
 
+/* The job as this worker's claim or last write left it. */
+static bson_t *held_doc(const char *worker_id, int attempts, int max_attempts)
+{
+	return BCON_NEW("status", BCON_UTF8("processing"), "workerId", BCON_UTF8(worker_id),
+	                "attempts", BCON_INT32(attempts), "maxAttempts", BCON_INT32(max_attempts));
+}
+
 int djob_store_extend(djob_store_t *s, const char *id, const char *worker_id, int attempts,
-                      long lease_ms, djob_error_t *err)
+                      int max_attempts, long lease_ms, int64_t *seq, djob_error_t *err)
 {
 	extend_t x = {worker_id, attempts, lease_ms, djob_now_ms()};
-	return transition(s, id, plan_extend, &x, NULL, err);
+	known_t k = {held_doc(worker_id, attempts, max_attempts), *seq};
+	int rc = transition(s, id, &k, plan_extend, &x, NULL, seq, err);
+	bson_destroy(k.doc);
+	return rc;
 }
 
 int64_t djob_retry_backoff_ms(int attempts)
@@ -1057,7 +1103,7 @@ static int plan_finish(const bson_t *doc, void *ctx, change_t *ch, djob_error_t 
 
 int djob_store_finish(djob_store_t *s, const char *id, const char *worker_id, int attempts,
                       int max_attempts, djob_job_status_t outcome, const char *result_json,
-                      const char *error, djob_error_t *err)
+                      const char *error, int64_t *seq, djob_error_t *err)
 {
 	cJSON *result = NULL;
 	if (outcome == DJOB_JOB_DONE) {
@@ -1069,7 +1115,9 @@ int djob_store_finish(djob_store_t *s, const char *id, const char *worker_id, in
 	}
 	finish_t f = {worker_id, attempts, max_attempts, outcome, result,
 	              error ? error : "Handler failed", djob_now_ms()};
-	int rc = transition(s, id, plan_finish, &f, NULL, err);
+	known_t k = {held_doc(worker_id, attempts, max_attempts), *seq};
+	int rc = transition(s, id, &k, plan_finish, &f, NULL, seq, err);
+	bson_destroy(k.doc);
 	cJSON_Delete(result);
 	return rc;
 }
@@ -1193,7 +1241,7 @@ int djob_store_patch(djob_store_t *s, const char *id, const cJSON *body, char **
 	             cJSON_IsTrue(retry),
 	             empty};
 	bson_t *doc;
-	int rc = transition(s, id, plan_patch, &p, &doc, err);
+	int rc = transition(s, id, NULL, plan_patch, &p, &doc, NULL, err);
 	cJSON_Delete(empty);
 	return rc != 0 ? rc : doc_result(doc, json_out, err);
 }
@@ -1219,7 +1267,7 @@ int djob_store_cancel(djob_store_t *s, const char *id, char **json_out, djob_err
 {
 	now_t n = {djob_now_ms()};
 	bson_t *doc;
-	int rc = transition(s, id, plan_cancel, &n, &doc, err);
+	int rc = transition(s, id, NULL, plan_cancel, &n, &doc, NULL, err);
 	return rc != 0 ? rc : doc_result(doc, json_out, err);
 }
 
@@ -1254,7 +1302,7 @@ int djob_store_retry(djob_store_t *s, const char *id, char **json_out, djob_erro
 	int rc = outbox_add(s, &id, 1, n.now, err);
 	bson_t *doc = NULL;
 	if (rc == 0)
-		rc = transition(s, id, plan_retry, &n, &doc, err);
+		rc = transition(s, id, NULL, plan_retry, &n, &doc, NULL, err);
 	if (rc != 0)
 		return rc;
 	return doc_result(doc, json_out, err);
@@ -1467,7 +1515,7 @@ static int requeue_all(djob_store_t *s, bson_t **docs, size_t n, plan_fn plan, i
 		int rc = outbox_add(s, &id, 1, now, err);
 		bson_t *doc = NULL;
 		if (rc == 0)
-			rc = transition(s, id, plan, &w, &doc, err);
+			rc = transition(s, id, NULL, plan, &w, &doc, NULL, err);
 		if (rc == DJOB_ECONFLICT || rc == DJOB_ENOTFOUND) {
 			(*lost)++; /* its outbox entry goes in the outbox step */
 			continue;

@@ -56,20 +56,26 @@ int djob_store_delete_unpublished(djob_store_t *store, const djob_new_job_t *job
 /* The job document as JSON; DJOB_ENOTFOUND. Ownership: free() *json_out. */
 int djob_store_get(djob_store_t *store, const char *id, char **json_out, djob_error_t *err);
 
-/* Claim a queued job, or a processing job whose lease expired. */
+/* The worker's writes keep the job's seq in *seq, so that they need not
+ * read the job first: in, the seq at which the caller knows the job (-1:
+ * not known); out, the seq the write left (unchanged on failure). */
+
+/* Claim a queued job, or a processing job whose lease expired. With *seq
+ * 0 and *max_attempts > 0 the caller holds the job as it was submitted
+ * (the message of a new job); *max_attempts is also set on return. */
 int djob_store_claim(djob_store_t *store, const char *id, const char *worker_id, long lease_ms,
-                     int *attempts, int *max_attempts, djob_error_t *err);
+                     int *attempts, int *max_attempts, int64_t *seq, djob_error_t *err);
 
 /* Extend a lease, fenced on (worker_id, attempts). */
 int djob_store_extend(djob_store_t *store, const char *id, const char *worker_id, int attempts,
-                      long lease_ms, djob_error_t *err);
+                      int max_attempts, long lease_ms, int64_t *seq, djob_error_t *err);
 
 /* Record a handler's outcome, fenced on (worker_id, attempts). RETRY with
  * attempts left schedules the job (runAt = now + backoff); otherwise it is
  * failed. */
 int djob_store_finish(djob_store_t *store, const char *id, const char *worker_id, int attempts,
                       int max_attempts, djob_job_status_t outcome, const char *result_json,
-                      const char *error, djob_error_t *err);
+                      const char *error, int64_t *seq, djob_error_t *err);
 
 /* Apply a PATCH body (already parsed). Ownership: free() *json_out. */
 int djob_store_patch(djob_store_t *store, const char *id, const cJSON *body, char **json_out,

@@ -78,6 +78,42 @@ static void test_prototype_message_without_key_uses_value_ids(void)
 	djob_job_free(job);
 }
 
+/* A worker's claim skips reading the job only for the message of a new job
+ * (seq 0): djob's document as inserted. Anything else is read first. */
+static void test_only_the_message_of_a_new_job_is_known_at_seq_0(void)
+{
+	static const struct {
+		const char *value;
+		long long seq;
+	} cases[] = {
+		{"{\"_id\":\"" ID "\",\"type\":\"compute\",\"status\":\"queued\",\"attempts\":0,"
+		 "\"maxAttempts\":3,\"createdAt\":\"2025-04-09T19:16:43.090Z\","
+		 "\"updatedAt\":\"2025-04-09T19:16:43.090Z\"}",
+		 0},
+		/* requeued (retry, due, expired lease): updated since */
+		{"{\"_id\":\"" ID "\",\"type\":\"compute\",\"status\":\"queued\",\"attempts\":0,"
+		 "\"maxAttempts\":3,\"createdAt\":\"2025-04-09T19:16:43.090Z\","
+		 "\"updatedAt\":\"2025-04-09T19:17:00.000Z\"}",
+		 -1},
+		{"{\"_id\":\"" ID "\",\"type\":\"compute\",\"status\":\"queued\",\"attempts\":1,"
+		 "\"maxAttempts\":3,\"createdAt\":\"2025-04-09T19:16:43.090Z\","
+		 "\"updatedAt\":\"2025-04-09T19:16:43.090Z\"}",
+		 -1},
+		/* the prototype's: no attempts, maxAttempts or updatedAt */
+		{"{\"_id\":\"" ID "\",\"type\":\"compute\",\"status\":\"queued\","
+		 "\"createdAt\":\"2025-04-09T19:16:43.090Z\"}",
+		 -1},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		djob_job_t *job = NULL;
+		djob_error_t err;
+		CHECK_INT(from(&job, ID, cases[i].value, &err), 0);
+		if (job)
+			CHECK_INT(atomic_load(&job->seq), cases[i].seq);
+		djob_job_free(job);
+	}
+}
+
 static void test_bad_messages_are_rejected(void)
 {
 	static const struct {
@@ -166,6 +202,7 @@ int main(void)
 	RUN(test_djob_message_with_key_builds_the_job);
 	RUN(test_key_wins_over_the_value_id);
 	RUN(test_prototype_message_without_key_uses_value_ids);
+	RUN(test_only_the_message_of_a_new_job_is_known_at_seq_0);
 	RUN(test_bad_messages_are_rejected);
 	RUN(test_result_must_be_an_object_and_is_stored_compact);
 	RUN(test_should_stop_follows_lease_and_stop_flag);

@@ -17,6 +17,8 @@
 #define MAX_IDEMPOTENCY_KEY 200
 /* Submissions of at most this many jobs may be written with others. */
 #define GROUP_MAX_JOBS 200
+/* A group written for longer waits for a server (see submit_grouped). */
+#define GROUP_STUCK_MS 1000
 
 /* One submission waiting to be written with others (submit_grouped). */
 typedef struct submit_req_s {
@@ -42,6 +44,7 @@ struct djob_client_s {
 	size_t pending_jobs;
 	size_t last_group;   /* jobs in the group written last */
 	int64_t last_end;    /* monotonic ms when it was answered */
+	int64_t last_start;  /* monotonic ms when the newest group was begun */
 	long linger_ms;      /* config submit.linger.ms */
 	int writers;     /* groups being written now */
 	int max_writers; /* config submit.writers */
@@ -333,6 +336,24 @@ static djob_new_job_t *write_group(djob_client_t *c, submit_req_t *group, size_t
 	return all;
 }
 
+/* Wait on group_cv until woken or until `until` (monotonic ms). Caller
+ * holds group_mu. */
+static void group_wait_until(djob_client_t *c, int64_t until)
+{
+	int64_t ms = until - djob_mono_ms();
+	if (ms <= 0)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&c->group_cv, &c->group_mu, &ts);
+}
+
 /* Submit jobs without idempotency keys. While `submit.writers` groups are
  * being written, later submissions wait and are then written together:
  * under load one round trip to each server serves many submissions, and
@@ -361,25 +382,21 @@ static int submit_grouped(djob_client_t *c, djob_new_job_t *jobs, size_t n, djob
 	if (c->writers == 0 && c->pending_jobs >= c->last_group)
 		pthread_cond_broadcast(&c->group_cv); /* a lingering leader may go */
 	while (!me.done) {
-		if (!c->pending || c->writers >= c->max_writers) {
+		if (!c->pending) {
 			pthread_cond_wait(&c->group_cv, &c->group_mu);
 			continue;
 		}
-		int64_t until = c->last_end + c->linger_ms;
-		if (c->pending_jobs < c->last_group && djob_mono_ms() < until) {
-			struct timespec ts;
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			long wait_ns = (long)(until - djob_mono_ms()) * 1000000L;
-			ts.tv_nsec += wait_ns > 0 ? wait_ns : 0;
-			while (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&c->group_cv, &c->group_mu, &ts);
-			if (c->pending_jobs < c->last_group && djob_mono_ms() < until)
-				continue;
-			if (me.done || !c->pending || c->writers >= c->max_writers)
-				continue;
+		/* A group written for GROUP_STUCK_MS waits for a server that went
+		 * away: the next does not queue behind it, so a caller's refusal
+		 * takes one server timeout, not several. */
+		int64_t now = djob_mono_ms();
+		if (c->writers >= c->max_writers && now < c->last_start + GROUP_STUCK_MS) {
+			group_wait_until(c, c->last_start + GROUP_STUCK_MS);
+			continue;
+		}
+		if (c->pending_jobs < c->last_group && now < c->last_end + c->linger_ms) {
+			group_wait_until(c, c->last_end + c->linger_ms);
+			continue;
 		}
 		/* Lead the next group, oldest first; it may not hold `me`. */
 		submit_req_t *group = c->pending, *last = group;
@@ -395,6 +412,7 @@ static int submit_grouped(djob_client_t *c, djob_new_job_t *jobs, size_t n, djob
 		c->pending_jobs -= total;
 		c->writers++;
 		c->groups++;
+		c->last_start = now;
 		pthread_mutex_unlock(&c->group_mu);
 		size_t n_all;
 		djob_new_job_t *all = write_group(c, group, &n_all);

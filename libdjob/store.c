@@ -319,7 +319,8 @@ int djob_store_ensure_indexes(djob_store_t *s, djob_error_t *err)
  * (FerretDB issue 3040). A unique _id is atomic everywhere. Every change of
  * a job therefore reads the job (its seq), checks the precondition, inserts
  * the lock "<id>:<seq+1>" (only one writer can) and then writes the job by
- * _id alone with seq + 1. A filter on _id alone is also the only one that
+ * _id alone with seq + 1. A worker that knows the job at a seq (a new job's
+ * message, its own last write) skips the read: see transition(). A filter on _id alone is also the only one that
  * FerretDB's SQLite backend serves from an index. */
 
 static mongoc_collection_t *side(conn_t *c, djob_store_t *s, const char *suffix)

@@ -19,6 +19,7 @@ typedef enum {
 	CHECK_SINK,
 	CHECK_LOG_LEVEL,
 	CHECK_MONGO_URI,
+	CHECK_STORE_MODE,
 	CHECK_TYPES
 } check_t;
 
@@ -39,6 +40,7 @@ static const known_key_t known_keys[] = {
 	{"mongo.uri", "DJOB_MONGO_URI", "mongodb://127.0.0.1:27017/jobsdb", CHECK_MONGO_URI, 0, 0},
 	{"mongo.database", NULL, "jobsdb", CHECK_STRING, 0, 0},
 	{"mongo.collection", "DJOB_MONGO_COLLECTION", "jobs", CHECK_STRING, 0, 0},
+	{"store.mode", "DJOB_STORE_MODE", "auto", CHECK_STORE_MODE, 0, 0},
 	{"api.port", "DJOB_API_PORT", "3000", CHECK_RANGE, 1, 65535},
 	{"api.listen", "DJOB_API_LISTEN", NULL, CHECK_STRING, 0, 0},
 	{"api.url", "DJOB_API_URL", "http://127.0.0.1:3000", CHECK_STRING, 0, 0},
@@ -194,6 +196,13 @@ static int check_value(const known_key_t *key, const char *value, djob_error_t *
 				err, DJOB_EINVAL, 0,
 				"Configuration key %s must start with mongodb:// or mongodb+srv://",
 				key->name);
+		return 0;
+	case CHECK_STORE_MODE:
+		if (strcmp(value, "auto") != 0 && strcmp(value, "atomic") != 0 &&
+		    strcmp(value, "locks") != 0)
+			return djob_set_error(err, DJOB_EINVAL, 0,
+			                      "Configuration key %s must be auto, atomic or locks",
+			                      key->name);
 		return 0;
 	case CHECK_TYPES:
 		if (!types_are_valid(value))

@@ -29,8 +29,8 @@ void djob_logf(const djob_config_t *conf, djob_log_level_t level, const char *co
 /* ---- configuration (config.c) ---- */
 
 /* The configured callback, its level and opaque. */
-void djob_config_log_target(const djob_config_t *conf, djob_log_fn *fn,
-                            djob_log_level_t *level, void **opaque);
+void djob_config_log_target(const djob_config_t *conf, djob_log_fn *fn, djob_log_level_t *level,
+                            void **opaque);
 
 /* ---- time, ids (util.c) ---- */
 
@@ -76,17 +76,38 @@ struct djob_job_s {
 	atomic_int lease_lost;
 	atomic_int finishing; /* the handler returned; its outcome is being written */
 	/* The store sink's: the job's seq as the worker's last write left it,
-	 * 0 for a message that is the job as submitted, -1 when not known. */
+	 * 0 for a message that is the job as submitted, -1 when not known;
+	 * and when (wall-clock ms) the job was at that seq. */
 	atomic_llong seq;
+	atomic_llong seq_at;
 	const atomic_int *stopping; /* the worker's stop flag, or NULL */
 };
+
+/* The moves of DESIGN.md §3 (job.c's table): each leaves from a set of
+ * states and leads to one. */
+typedef enum {
+	DJOB_MOVE_CLAIM,
+	DJOB_MOVE_TAKE_OVER,
+	DJOB_MOVE_EXTEND,
+	DJOB_MOVE_COMPLETE,
+	DJOB_MOVE_RESCHEDULE,
+	DJOB_MOVE_FAIL,
+	DJOB_MOVE_CANCEL,
+	DJOB_MOVE_DUE,
+	DJOB_MOVE_EXPIRE,
+	DJOB_MOVE_RETRY,
+} djob_move_t;
+
+/* The states a move leaves from, one bit (1u << state) each. */
+unsigned djob_move_from(djob_move_t move);
+djob_state_t djob_move_to(djob_move_t move);
 
 /* Build a job from a Kafka message value: the job document as JSON
  * (djob's or the prototype's). `key` (may be NULL) is the message key. The
  * id comes from the key, else "_id", else "jobId"/"id" in the value.
  * Ownership: the caller frees *out with djob_job_free. */
-int djob_job_from_message(djob_job_t **out, const char *key, size_t key_len,
-                          const char *value, size_t value_len, djob_error_t *err);
+int djob_job_from_message(djob_job_t **out, const char *key, size_t key_len, const char *value,
+                          size_t value_len, djob_error_t *err);
 
 /* NULL is a no-op. */
 void djob_job_free(djob_job_t *job);

@@ -199,7 +199,7 @@ static int api_handler(struct mg_connection *conn, void *cbdata)
 			djob_http_send_405(&r, "GET");
 	} else if (strcmp(uri, "/metrics") == 0) {
 		r.route = "/metrics";
-		char *text = get ? djob_metrics_render(s->http.metrics) : NULL;
+		char *text = get ? djob_http_render_metrics(&s->http) : NULL;
 		if (!get)
 			djob_http_send_405(&r, "GET");
 		else if (!text)

@@ -4,6 +4,7 @@
  * log and request metrics.
  */
 #include "http_private.h"
+#include "store.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -81,12 +82,28 @@ int djob_http_init(djob_http_t *h, const djob_config_t *conf, const char *compon
 	    (djob_metrics_declare(h->metrics, "djob_http_requests_total", DJOB_METRIC_COUNTER,
 	                          "HTTP requests by route, method and status code") ||
 	     djob_metrics_declare(h->metrics, "djob_http_request_duration_seconds",
-	                          DJOB_METRIC_HISTOGRAM, "HTTP request duration by route")))
+	                          DJOB_METRIC_HISTOGRAM, "HTTP request duration by route") ||
+	     djob_metrics_declare(h->metrics, "djob_mongo_commands_total", DJOB_METRIC_COUNTER,
+	                          "MongoDB commands sent by this process, by command")))
 		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
 	h->body_max = djob_config_get_int(conf, "api.body.max.bytes");
 	if (rc != 0)
 		djob_http_cleanup(h);
 	return rc;
+}
+
+char *djob_http_render_metrics(djob_http_t *h)
+{
+	const char *names[8];
+	unsigned long long counts[8];
+	size_t n = djob_store_commands(names, counts, 8);
+	for (size_t i = 0; i < n; i++) {
+		char labels[64];
+		snprintf(labels, sizeof labels, "command=\"%s\"", names[i]);
+		djob_metrics_set(h->metrics, "djob_mongo_commands_total", labels,
+		                 (double)counts[i]);
+	}
+	return djob_metrics_render(h->metrics);
 }
 
 void djob_http_cleanup(djob_http_t *h)
@@ -148,9 +165,17 @@ int djob_http_start(djob_http_t *h, long port, mg_request_handler handler, void 
 	/* tcp_nodelay: a response goes out as two writes (headers, body);
 	 * with Nagle's algorithm the body waits for the client's delayed ACK,
 	 * which put 40 ms on every keep-alive request. */
-	const char *options[] = {
-		"listening_ports",   ports, "num_threads", "64", "request_timeout_ms", "30000",
-		"enable_keep_alive", "yes", "tcp_nodelay", "1", NULL};
+	const char *options[] = {"listening_ports",
+	                         ports,
+	                         "num_threads",
+	                         "64",
+	                         "request_timeout_ms",
+	                         "30000",
+	                         "enable_keep_alive",
+	                         "yes",
+	                         "tcp_nodelay",
+	                         "1",
+	                         NULL};
 	struct mg_callbacks cb;
 	memset(&cb, 0, sizeof cb);
 	cb.log_message = civetweb_log;

@@ -46,6 +46,10 @@ typedef struct {
 int djob_http_init(djob_http_t *h, const djob_config_t *conf, const char *component,
                    djob_error_t *err);
 
+/* The server's metrics as Prometheus text, the MongoDB command counters
+ * of djob_store_commands included. Ownership: free(). */
+char *djob_http_render_metrics(djob_http_t *h);
+
 /* Stop (if started) and free what init allocated. */
 void djob_http_cleanup(djob_http_t *h);
 

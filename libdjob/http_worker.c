@@ -74,7 +74,7 @@ static void metrics(djob_worker_server_t *s, djob_http_req_t *r)
 	                 (double)djob_worker_consumer_lag(s->worker));
 	djob_metrics_set(s->http.metrics, "djob_consumer_running", "",
 	                 djob_worker_is_running(s->worker) ? 1 : 0);
-	char *text = djob_metrics_render(s->http.metrics);
+	char *text = djob_http_render_metrics(&s->http);
 	if (text)
 		djob_http_send(r, 200, "text/plain; version=0.0.4", text, strlen(text), NULL, NULL);
 	else

@@ -16,19 +16,39 @@ static const char *const state_names[] = {"queued",    "scheduled", "processing"
 
 #define N_STATES ((int)(sizeof(state_names) / sizeof(state_names[0])))
 
-/* The state machine of DESIGN.md §3: transitions[from][to]. processing ->
- * processing is a re-claim of an expired lease by another worker. */
-/* clang-format off */
-static const unsigned char transitions[6][6] = {
-	/* to:           queued sched proc compl failed cancel */
-	/* queued     */ {0,     0,    1,   0,    0,     1},
-	/* scheduled  */ {1,     0,    0,   0,    0,     1},
-	/* processing */ {0,     1,    1,   1,    1,     1},
-	/* completed  */ {0,     0,    0,   0,    0,     0},
-	/* failed     */ {1,     0,    0,   0,    0,     0},
-	/* cancelled  */ {1,     0,    0,   0,    0,     0},
+#define S(x) (1u << DJOB_STATE_##x)
+
+/* The state machine of DESIGN.md §3, as the moves a job can make: the one
+ * table both djob_state_can_transition and the store's conditional writes
+ * (which states a write may leave from, which it leads to) are read from. */
+static const struct {
+	unsigned from;
+	djob_state_t to;
+} moves[] = {
+	[DJOB_MOVE_CLAIM] = {S(QUEUED), DJOB_STATE_PROCESSING},
+	[DJOB_MOVE_TAKE_OVER] = {S(PROCESSING), DJOB_STATE_PROCESSING}, /* expired lease */
+	[DJOB_MOVE_EXTEND] = {S(PROCESSING), DJOB_STATE_PROCESSING},
+	[DJOB_MOVE_COMPLETE] = {S(PROCESSING), DJOB_STATE_COMPLETED},
+	[DJOB_MOVE_RESCHEDULE] = {S(PROCESSING), DJOB_STATE_SCHEDULED}, /* retry later */
+	[DJOB_MOVE_FAIL] = {S(PROCESSING), DJOB_STATE_FAILED},
+	[DJOB_MOVE_CANCEL] = {S(QUEUED) | S(SCHEDULED) | S(PROCESSING), DJOB_STATE_CANCELLED},
+	[DJOB_MOVE_DUE] = {S(SCHEDULED), DJOB_STATE_QUEUED},
+	[DJOB_MOVE_EXPIRE] = {S(PROCESSING), DJOB_STATE_QUEUED}, /* expired lease */
+	[DJOB_MOVE_RETRY] = {S(FAILED) | S(CANCELLED), DJOB_STATE_QUEUED},
 };
-/* clang-format on */
+
+#undef S
+#define N_MOVES ((int)(sizeof(moves) / sizeof(moves[0])))
+
+unsigned djob_move_from(djob_move_t move)
+{
+	return (int)move >= 0 && (int)move < N_MOVES ? moves[move].from : 0;
+}
+
+djob_state_t djob_move_to(djob_move_t move)
+{
+	return (int)move >= 0 && (int)move < N_MOVES ? moves[move].to : DJOB_STATE_INVALID;
+}
 
 const char *djob_state_name(djob_state_t state)
 {
@@ -55,9 +75,12 @@ int djob_state_is_terminal(djob_state_t state)
 
 int djob_state_can_transition(djob_state_t from, djob_state_t to)
 {
-	if ((int)from < 0 || (int)from >= N_STATES || (int)to < 0 || (int)to >= N_STATES)
+	if ((int)from < 0 || (int)from >= N_STATES)
 		return 0;
-	return transitions[from][to];
+	for (int m = 0; m < N_MOVES; m++)
+		if ((moves[m].from & (1u << from)) && moves[m].to == to)
+			return 1;
+	return 0;
 }
 
 static int is_hex(char c)
@@ -284,6 +307,7 @@ int djob_job_from_message(djob_job_t **out, const char *key, size_t key_len, con
 	atomic_init(&job->lease_lost, 0);
 	atomic_init(&job->finishing, 0);
 	atomic_init(&job->seq, -1);
+	atomic_init(&job->seq_at, 0);
 	job->id = message_id(key, key_len, root, err);
 	if (job->id == NULL) {
 		rc = err ? err->code : DJOB_EINVAL;
@@ -317,8 +341,13 @@ int djob_job_from_message(djob_job_t **out, const char *key, size_t key_len, con
 	if (cJSON_IsString(status) && strcmp(status->valuestring, "queued") == 0 &&
 	    int_field(root, "attempts", -1) == 0 && job->max_attempts > 0 &&
 	    cJSON_IsString(created) && cJSON_IsString(updated) &&
-	    strcmp(created->valuestring, updated->valuestring) == 0)
-		atomic_store(&job->seq, 0);
+	    strcmp(created->valuestring, updated->valuestring) == 0) {
+		int64_t at = 0;
+		if (djob_parse_iso(created->valuestring, &at) == 0) {
+			atomic_store(&job->seq, 0);
+			atomic_store(&job->seq_at, at);
+		}
+	}
 	cJSON_Delete(root);
 	*out = job;
 	return 0;
@@ -343,9 +372,11 @@ static int validate_children(const cJSON *node, int depth, djob_error_t *err)
 				return djob_set_error(err, DJOB_EINVAL, 0,
 				                      "Payload key %s contains '.'", k);
 			if (!*k)
-				return djob_set_error(err, DJOB_EINVAL, 0, "Payload has an empty key");
+				return djob_set_error(err, DJOB_EINVAL, 0,
+				                      "Payload has an empty key");
 			if (!bson_utf8_validate(k, strlen(k), false))
-				return djob_set_error(err, DJOB_EINVAL, 0, "Payload key is not UTF-8");
+				return djob_set_error(err, DJOB_EINVAL, 0,
+				                      "Payload key is not UTF-8");
 		}
 		if (cJSON_IsString(child) &&
 		    !bson_utf8_validate(child->valuestring, strlen(child->valuestring), false))

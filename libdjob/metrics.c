@@ -136,7 +136,8 @@ void djob_metrics_set(djob_metrics_t *m, const char *name, const char *labels, d
 	djob_metric_kind_t kind;
 	pthread_mutex_lock(&m->mu);
 	series_t *s = find_series(m, name, labels ? labels : "", &kind);
-	if (s && kind == DJOB_METRIC_GAUGE)
+	/* A counter may be set too: one kept elsewhere, mirrored here. */
+	if (s && kind != DJOB_METRIC_HISTOGRAM)
 		s->value = value;
 	pthread_mutex_unlock(&m->mu);
 }

@@ -32,44 +32,50 @@ void djob_sink_free(djob_sink_t *s)
 	free(s);
 }
 
-/* The job's seq is this sink's bookkeeping (a claim, extend or finish
- * that knows it need not read the job first): writable through the const
- * job the ops receive. */
-static atomic_llong *seq_of(const djob_job_t *job)
+/* What the store knows of the job between its writes is this sink's
+ * bookkeeping: writable through the const job the ops receive. */
+static djob_store_seq_t seq_of(const djob_job_t *job)
 {
-	return &((djob_job_t *)job)->seq;
+	djob_store_seq_t k = {atomic_load(&job->seq), atomic_load(&job->seq_at)};
+	return k;
+}
+
+static void keep_seq(const djob_job_t *job, const djob_store_seq_t *k)
+{
+	djob_job_t *j = (djob_job_t *)job;
+	atomic_store(&j->seq, k->seq);
+	atomic_store(&j->seq_at, k->at_ms);
 }
 
 static int store_claim(void *opaque, const djob_job_t *job, long lease_ms, int *attempts,
                        int *max_attempts, djob_error_t *err)
 {
-	int64_t seq = atomic_load(seq_of(job));
-	*max_attempts = job->max_attempts;
+	djob_store_seq_t k = seq_of(job);
 	int rc = djob_store_claim(opaque, job->id, job->worker_id, lease_ms, attempts, max_attempts,
-	                          &seq, err);
+	                          &k, err);
 	if (rc == 0)
-		atomic_store(seq_of(job), seq);
+		keep_seq(job, &k);
 	return rc;
 }
 
 static int store_extend(void *opaque, const djob_job_t *job, long lease_ms, djob_error_t *err)
 {
-	int64_t seq = atomic_load(seq_of(job));
+	djob_store_seq_t k = seq_of(job);
 	int rc = djob_store_extend(opaque, job->id, job->worker_id, job->attempts,
-	                           job->max_attempts, lease_ms, &seq, err);
+	                           job->max_attempts, lease_ms, &k, err);
 	if (rc == 0)
-		atomic_store(seq_of(job), seq);
+		keep_seq(job, &k);
 	return rc;
 }
 
 static int store_finish(void *opaque, const djob_job_t *job, djob_job_status_t outcome,
                         djob_error_t *err)
 {
-	int64_t seq = atomic_load(seq_of(job));
+	djob_store_seq_t k = seq_of(job);
 	int rc = djob_store_finish(opaque, job->id, job->worker_id, job->attempts,
-	                           job->max_attempts, outcome, job->result, job->error, &seq, err);
+	                           job->max_attempts, outcome, job->result, job->error, &k, err);
 	if (rc == 0)
-		atomic_store(seq_of(job), seq);
+		keep_seq(job, &k);
 	return rc;
 }
 

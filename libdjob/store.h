@@ -19,8 +19,8 @@ typedef struct {
 	const cJSON *payload;
 	int max_attempts;
 	int64_t created_ms;
-	int64_t run_at_ms; /* 0: none */
-	djob_state_t state; /* queued, or scheduled when run_at is ahead */
+	int64_t run_at_ms;           /* 0: none */
+	djob_state_t state;          /* queued, or scheduled when run_at is ahead */
 	const char *idempotency_key; /* or NULL */
 } djob_new_job_t;
 
@@ -36,8 +36,7 @@ char *djob_new_job_to_json(const djob_new_job_t *job);
 
 /* Insert jobs (published: false) in one ordered bulk write. On failure
  * nothing is left inserted (what was inserted is deleted again). */
-int djob_store_insert(djob_store_t *store, const djob_new_job_t *jobs, size_t n,
-                      djob_error_t *err);
+int djob_store_insert(djob_store_t *store, const djob_new_job_t *jobs, size_t n, djob_error_t *err);
 
 /* Look up the job that an idempotency key created: 0 and *id_out (free())
  * when found, DJOB_ENOTFOUND otherwise. */
@@ -56,26 +55,32 @@ int djob_store_delete_unpublished(djob_store_t *store, const djob_new_job_t *job
 /* The job document as JSON; DJOB_ENOTFOUND. Ownership: free() *json_out. */
 int djob_store_get(djob_store_t *store, const char *id, char **json_out, djob_error_t *err);
 
-/* The worker's writes keep the job's seq in *seq, so that they need not
- * read the job first: in, the seq at which the caller knows the job (-1:
- * not known); out, the seq the write left (unchanged on failure). */
+/* What a worker's writes know of its job, so that in lock mode they need
+ * not read it first: its seq (-1: not known) and when (wall-clock ms) the
+ * job was at it. Each successful write updates it. Atomic mode needs none
+ * of it: every write is one conditional findAndModify. */
+typedef struct {
+	int64_t seq;
+	int64_t at_ms;
+} djob_store_seq_t;
 
-/* Claim a queued job, or a processing job whose lease expired. With *seq
- * 0 and *max_attempts > 0 the caller holds the job as it was submitted
- * (the message of a new job); *max_attempts is also set on return. */
+/* Claim a queued job, or a processing job whose lease expired. With seq
+ * 0 the caller holds the job as it was submitted (the message of a new
+ * job, at seq->at_ms = its createdAt). *attempts and *max_attempts are
+ * set on return. */
 int djob_store_claim(djob_store_t *store, const char *id, const char *worker_id, long lease_ms,
-                     int *attempts, int *max_attempts, int64_t *seq, djob_error_t *err);
+                     int *attempts, int *max_attempts, djob_store_seq_t *seq, djob_error_t *err);
 
 /* Extend a lease, fenced on (worker_id, attempts). */
 int djob_store_extend(djob_store_t *store, const char *id, const char *worker_id, int attempts,
-                      int max_attempts, long lease_ms, int64_t *seq, djob_error_t *err);
+                      int max_attempts, long lease_ms, djob_store_seq_t *seq, djob_error_t *err);
 
 /* Record a handler's outcome, fenced on (worker_id, attempts). RETRY with
  * attempts left schedules the job (runAt = now + backoff); otherwise it is
  * failed. */
 int djob_store_finish(djob_store_t *store, const char *id, const char *worker_id, int attempts,
                       int max_attempts, djob_job_status_t outcome, const char *result_json,
-                      const char *error, int64_t *seq, djob_error_t *err);
+                      const char *error, djob_store_seq_t *seq, djob_error_t *err);
 
 /* Apply a PATCH body (already parsed). Ownership: free() *json_out. */
 int djob_store_patch(djob_store_t *store, const char *id, const cJSON *body, char **json_out,
@@ -95,6 +100,20 @@ int djob_store_list(djob_store_t *store, const char *status, const char *type, i
 /* 0 when the server answers a ping. */
 int djob_store_ping(djob_store_t *store, djob_error_t *err);
 
+/* How this store keeps a job's writers from both winning: "atomic" (one
+ * conditional findAndModify per transition) or "locks" (the lock protocol,
+ * for servers without document-level atomicity), from the configuration's
+ * store.mode or, for auto, from what the server reports (buildInfo).
+ * *server_out (may be NULL) names the server. Both strings are static or
+ * live as long as the store. */
+int djob_store_mode_name(djob_store_t *store, const char **mode_out, const char **server_out,
+                         djob_error_t *err);
+
+/* The MongoDB commands this process's stores have sent, by command name
+ * (find, findAndModify, insert, update, delete, other): up to `max`
+ * pairs; their number. The names are static. */
+size_t djob_store_commands(const char **names, unsigned long long *counts, size_t max);
+
 /* The backoff before retry number `attempts` (from 1): exponential from
  * 1 s, capped at 5 min, with up to 20 % jitter. */
 int64_t djob_retry_backoff_ms(int attempts);
@@ -108,11 +127,12 @@ typedef int (*djob_store_publish_fn)(void *opaque, const char *id, const char *t
                                      const char *doc_json, djob_error_t *err);
 
 typedef struct {
-	int due;         /* scheduled jobs whose runAt came: requeued and published */
-	int expired;     /* processing jobs whose lease ran out: requeued */
-	int exhausted;   /* ... of which had no attempt left: failed */
-	int unpublished; /* queued jobs never confirmed published: published */
-	int lost_races;  /* another sweeper changed the job first */
+	int due;           /* scheduled jobs whose runAt came: requeued and published */
+	int expired;       /* processing jobs whose lease ran out: requeued */
+	int exhausted;     /* ... of which had no attempt left: failed */
+	int unpublished;   /* queued jobs never confirmed published: published */
+	int lost_races;    /* another sweeper changed the job first */
+	int locks_expired; /* lock mode: locks old enough to be deleted */
 } djob_sweep_stats_t;
 
 /* One sweep: every step is a conditional write, so several sweepers may

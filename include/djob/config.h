@@ -7,6 +7,9 @@
  *   mongo.uri           [DJOB_MONGO_URI, MONGO_URI]  mongodb://127.0.0.1:27017/jobsdb
  *   mongo.database      database when the URI names none            jobsdb
  *   mongo.collection    [DJOB_MONGO_COLLECTION]                    jobs
+ *   store.mode          [DJOB_STORE_MODE]  auto, atomic (one conditional findAndModify
+ *                       per transition) or locks (for servers whose findAndModify is
+ *                       not atomic, FerretDB 1.x); auto asks the server  auto
  *   api.port            [DJOB_API_PORT, PORT]                      3000
  *   api.listen          [DJOB_API_LISTEN]  address; default loopback unless tokens are set
  *   api.url             [DJOB_API_URL]                             http://127.0.0.1:3000

@@ -647,6 +647,82 @@ def test_status_write_slower_than_the_lease_does_not_run_a_job_again():
         st.stop(failed)
 
 
+def test_writers_racing_on_one_job_through_two_api_replicas_never_both_win():
+    """8 claims race on each queued job through two API replicas: one wins.
+    Then the winner's completion races a cancel and a completion fenced on
+    another worker: at most one wins, and the job shows the winner's."""
+    n, racers = 60, 8
+    st = Stack({"DJOB_SCHEDULER_INTERVAL_MS": "60000"})
+    failed = True
+    try:
+        apis = [st.api(name="djob-api-1")[0], st.api(name="djob-api-2")[0]]
+        # No worker runs: only the racers touch these jobs.
+        ids = []
+        for i in range(n):
+            code, body = request(apis[i % 2], "POST", "/jobs",
+                                 {"type": "compute", "payload": {"input": f"race-{i}"}})
+            check(code == 201, f"submit: {code} {body!r:.200}")
+            ids.append(body["jobId"])
+
+        def race(calls):
+            """Run every (port, method, path, body) at once; their statuses."""
+            out = [None] * len(calls)
+            gate = threading.Barrier(len(calls))
+
+            def one(k):
+                port, method, path, body = calls[k]
+                gate.wait()
+                out[k] = request(port, method, path, body)[0]
+            ts = [threading.Thread(target=one, args=(k,)) for k in range(len(calls))]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            return out
+
+        completed = cancelled = 0
+        for jid in ids:
+            codes = race([(apis[k % 2], "PATCH", f"/jobs/{jid}",
+                           {"status": "processing", "workerId": f"racer-{k}"})
+                          for k in range(racers)])
+            winners = [k for k, c in enumerate(codes) if c == 200]
+            check(len(winners) == 1 and all(c in (200, 409) for c in codes),
+                  f"job {jid}: claims answered {codes}")
+            w = winners[0]
+            code, doc = request(apis[0], "GET", f"/jobs/{jid}")
+            check(doc["status"] == "processing" and doc["workerId"] == f"racer-{w}" and
+                  doc["attempts"] == 1, f"job {jid} after the claims: {doc!r:.300}")
+            codes = race([
+                (apis[w % 2], "PATCH", f"/jobs/{jid}",
+                 {"status": "completed", "workerId": f"racer-{w}", "attempts": 1,
+                  "result": {"by": w}}),
+                (apis[(w + 1) % 2], "DELETE", f"/jobs/{jid}", None),
+                (apis[(w + 1) % 2], "PATCH", f"/jobs/{jid}",
+                 {"status": "completed", "workerId": f"racer-{(w + 1) % racers}",
+                  "attempts": 1, "result": {"by": -1}}),
+            ])
+            check(codes[2] == 409, f"job {jid}: a completion fenced on another worker "
+                  f"answered {codes[2]}")
+            check(sorted(codes[:2]) == [200, 409], f"job {jid}: completion and cancel "
+                  f"answered {codes[:2]}")
+            code, doc = request(apis[1], "GET", f"/jobs/{jid}")
+            if codes[0] == 200:
+                check(doc["status"] == "completed" and doc["result"] == {"by": w} and
+                      len(doc["history"]) == 1, f"job {jid}: the completion won: {doc!r:.300}")
+                completed += 1
+            else:
+                check(doc["status"] == "cancelled" and "result" not in doc,
+                      f"job {jid}: the cancel won: {doc!r:.300}")
+                cancelled += 1
+        print(f"counts: {n} jobs, {racers} claims racing on each through 2 API replicas "
+              f"({os.environ.get('DJOB_DEVSTACK_MONGO', 'server unnamed')}): each claimed "
+              f"once; then completion vs cancel vs a wrongly fenced completion: {completed} "
+              f"completed, {cancelled} cancelled, 0 both, {n} wrong fences refused")
+        failed = False
+    finally:
+        st.stop(failed)
+
+
 def main():
     fn = globals().get("test_" + CASE)
     if not fn:

@@ -5,17 +5,25 @@ DJOB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 KAFKA_VERSION=4.1.1
 FERRETDB_VERSION=v1.24.2
+MJS_VERSION=1.47.0 # mongo-java-server
 
 DJOB_CACHE="${DJOB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/djob}"
 KAFKA_HOME="$DJOB_CACHE/kafka-$KAFKA_VERSION"
 KAFKA_LIBS="$KAFKA_HOME/libs"
 FERRETDB_BIN="$DJOB_CACHE/ferretdb-$FERRETDB_VERSION/ferretdb"
+MJS_HOME="$DJOB_CACHE/mongo-java-server-$MJS_VERSION"
+MJS_LIBS="$MJS_HOME/libs"
+MJS_CLASSES="$MJS_HOME/classes"
 
 DJOB_DEVSTACK_DIR="${DJOB_DEVSTACK_DIR:-$DJOB_ROOT/.devstack}"
 # Not DJOB_KAFKA_*: libdjob reads DJOB_KAFKA_<PROPERTY> as a librdkafka property.
 DJOB_DEVSTACK_KAFKA_PORT="${DJOB_DEVSTACK_KAFKA_PORT:-9092}"
 DJOB_DEVSTACK_KAFKA_CONTROLLER_PORT="${DJOB_DEVSTACK_KAFKA_CONTROLLER_PORT:-9093}"
 DJOB_DEVSTACK_MONGO_PORT="${DJOB_DEVSTACK_MONGO_PORT:-27017}"
+# The server behind the dev stack's `mongo` service: mongo-java-server or ferretdb.
+DJOB_DEVSTACK_MONGO="${DJOB_DEVSTACK_MONGO:-mongo-java-server}"
+# Where scripts/test runs FerretDB beside the default server.
+DJOB_DEVSTACK_FERRETDB_PORT="${DJOB_DEVSTACK_FERRETDB_PORT:-27018}"
 
 # Go lives outside PATH on some machines.
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
@@ -59,12 +67,13 @@ as_root() {
 # Bring the dev stack up, remembering in STACK_STARTED which services this
 # call started, and export the variables of .devstack/env. Pair it with
 # stack_down_started (in an EXIT trap) so a stack that was already up stays up.
+# Entries are "kafka" or "mongo:<server>" (mongo-java-server, ferretdb).
 STACK_STARTED=()
 stack_up_remember() {
     local s
-    for s in kafka mongo; do
-        "$DJOB_ROOT/scripts/devstack" status "$s" >/dev/null 2>&1 || STACK_STARTED+=("$s")
-    done
+    "$DJOB_ROOT/scripts/devstack" status kafka >/dev/null 2>&1 || STACK_STARTED+=(kafka)
+    "$DJOB_ROOT/scripts/devstack" status mongo >/dev/null 2>&1 ||
+        STACK_STARTED+=("mongo:$DJOB_DEVSTACK_MONGO")
     [ ${#STACK_STARTED[@]} -gt 0 ] || echo "dev stack already up: it stays up afterwards"
     "$DJOB_ROOT/scripts/devstack" up || return 1
     set -a
@@ -73,12 +82,48 @@ stack_up_remember() {
     set +a
 }
 
+# Start one more MongoDB server of the dev stack beside the one `up` started
+# (a kind of its own, on a port of its own), remembering it in STACK_STARTED
+# when this call started it. .devstack/env is left alone.
+# usage: stack_mongo_up_remember SERVER PORT
+stack_mongo_up_remember() {
+    local kind="$1" port="$2"
+    if ! DJOB_DEVSTACK_MONGO="$kind" DJOB_DEVSTACK_MONGO_PORT="$port" \
+        "$DJOB_ROOT/scripts/devstack" status mongo >/dev/null 2>&1; then
+        STACK_STARTED+=("mongo:$kind")
+    fi
+    DJOB_DEVSTACK_MONGO="$kind" DJOB_DEVSTACK_MONGO_PORT="$port" \
+        "$DJOB_ROOT/scripts/devstack" start mongo
+}
+
+# Stop one entry of STACK_STARTED.
+_stack_stop() {
+    case "$1" in
+    mongo:*) DJOB_DEVSTACK_MONGO="${1#mongo:}" "$DJOB_ROOT/scripts/devstack" stop mongo || true ;;
+    *) "$DJOB_ROOT/scripts/devstack" stop "$1" || true ;;
+    esac
+}
+
+# Stop one server (an entry such as mongo:ferretdb) if this run started it,
+# and forget it.
+stack_stop_started() {
+    local s rest=()
+    for s in "${STACK_STARTED[@]}"; do
+        if [ "$s" = "$1" ]; then
+            _stack_stop "$s"
+        else
+            rest+=("$s")
+        fi
+    done
+    STACK_STARTED=("${rest[@]}")
+}
+
 stack_down_started() {
     [ ${#STACK_STARTED[@]} -gt 0 ] || return 0
     say "devstack: stopping what this run started (${STACK_STARTED[*]})"
     local s
     for s in "${STACK_STARTED[@]}"; do
-        "$DJOB_ROOT/scripts/devstack" stop "$s" || true
+        _stack_stop "$s"
     done
     STACK_STARTED=()
 }

@@ -11,6 +11,11 @@
  *                             1000). A SIGKILL loses at most about that much;
  *                             SIGTERM loses nothing.
  *
+ * The backend is DjobH2Backend (src/de/bwaldvogel/mongo/backend/h2/): H2's,
+ * but a query holding _id with a plain value next to other keys, such as the
+ * store's conditional findAndModify {_id: "x", status: "queued"}, is served
+ * from the _id index, as on MongoDB, not by scanning the collection.
+ *
  * Prints "listening on HOST:PORT ..." once it accepts connections. SIGTERM
  * (and SIGINT) close the clients, then the backend, which commits and closes
  * the file; a second start reads it back.
@@ -25,6 +30,7 @@ import org.slf4j.LoggerFactory;
 
 import de.bwaldvogel.mongo.MongoServer;
 import de.bwaldvogel.mongo.MongoVersion;
+import de.bwaldvogel.mongo.backend.h2.DjobH2Backend;
 import de.bwaldvogel.mongo.backend.h2.H2Backend;
 
 public final class DjobMongoServer {
@@ -86,7 +92,7 @@ public final class DjobMongoServer {
          * fails here: MVStore locks the file. */
         MVStore store = open(file);
         store.setAutoCommitDelay(commitDelayMs);
-        H2Backend backend = new H2Backend(store);
+        H2Backend backend = new DjobH2Backend(store);
         backend.version(VERSION);
         MongoServer server = new MongoServer(backend);
 

@@ -5,8 +5,10 @@
  * libraries and the server allow:
  *
  *   submit: outbox insert, job insert, Kafka produce (acks=all, idempotent,
- *           linger.ms 0), outbox delete     -- insert_many / delete $in per
- *                                              batch, P writers at once
+ *           linger.ms 0), outbox delete     -- insert_many per batch, P
+ *                                              writers at once; the deletes
+ *                                              off their path, one $in for
+ *                                              all pending
  *   work, atomic servers (MongoDB, mongo-java-server), W threads, per job:
  *           claim  = findAndModify {_id, status: queued} -> processing,
  *                    $inc attempts and seq
@@ -360,6 +362,81 @@ static void make_producer(void)
 		die("producer", errstr);
 }
 
+/* Outbox deletes off the writers' path, as djob's group leader deletes
+ * after the answers while the next group is written: one delete {_id:
+ * {$in}} for all the entries pending (up to MAX_BATCH). */
+typedef struct del_s {
+	struct del_s *next;
+	int n;
+	char (*ids)[37];
+} del_t;
+
+static pthread_mutex_t del_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t del_cv = PTHREAD_COND_INITIALIZER;
+static del_t *del_head;
+static bool del_busy, del_quit;
+
+/* Takes ids (calloc'ed). */
+static void outbox_delete_later(char (*ids)[37], int n)
+{
+	del_t *d = calloc(1, sizeof *d);
+	d->n = n;
+	d->ids = ids;
+	pthread_mutex_lock(&del_mu);
+	d->next = del_head;
+	del_head = d;
+	pthread_cond_broadcast(&del_cv);
+	pthread_mutex_unlock(&del_mu);
+}
+
+static void *deleter_thread(void *arg)
+{
+	(void)arg;
+	mongoc_client_t *c = mongoc_client_pool_pop(pool);
+	mongoc_collection_t *ob = coll(c, "outbox");
+	char(*ids)[37] = calloc(MAX_BATCH, sizeof *ids);
+	pthread_mutex_lock(&del_mu);
+	for (;;) {
+		while (!del_head && !del_quit)
+			pthread_cond_wait(&del_cv, &del_mu);
+		if (!del_head)
+			break;
+		int n = 0;
+		while (del_head && n + del_head->n <= MAX_BATCH) {
+			del_t *d = del_head;
+			del_head = d->next;
+			memcpy(ids[n], d->ids, (size_t)d->n * sizeof *ids);
+			n += d->n;
+			free(d->ids);
+			free(d);
+		}
+		del_busy = true;
+		pthread_mutex_unlock(&del_mu);
+		bson_t f = BSON_INITIALIZER;
+		append_in(&f, "_id", ids, n);
+		bson_error_t e;
+		check(mongoc_collection_delete_many(ob, &f, NULL, NULL, &e), &e, "outbox delete");
+		bson_destroy(&f);
+		pthread_mutex_lock(&del_mu);
+		del_busy = false;
+		pthread_cond_broadcast(&del_cv);
+	}
+	pthread_mutex_unlock(&del_mu);
+	free(ids);
+	mongoc_collection_destroy(ob);
+	mongoc_client_pool_push(pool, c);
+	return NULL;
+}
+
+/* Until every outbox delete asked for is done. */
+static void deletes_drain(void)
+{
+	pthread_mutex_lock(&del_mu);
+	while (del_head || del_busy)
+		pthread_cond_wait(&del_cv, &del_mu);
+	pthread_mutex_unlock(&del_mu);
+}
+
 /* A queued job as djob's store inserts it. */
 static bson_t *queued_job(const char *id, const char *input, int64_t now)
 {
@@ -371,9 +448,10 @@ static bson_t *queued_job(const char *id, const char *input, int64_t now)
 }
 
 /* One batch: outbox insert_many, jobs insert_many, produce, wait for the
- * acknowledgements, outbox delete {_id: {$in: ids}}. */
+ * acknowledgements; then the outbox delete, by the deleter thread. */
 static void submit_batch(mongoc_client_t *c, int first, int n)
 {
+	double t_sub = now_s();
 	char(*ids)[37] = calloc((size_t)n, sizeof *ids);
 	bson_t **outbox = calloc((size_t)n, sizeof *outbox),
 	       **jobs = calloc((size_t)n, sizeof *jobs);
@@ -398,9 +476,11 @@ static void submit_batch(mongoc_client_t *c, int first, int n)
 	dr_batch_t b = {n, 0};
 	for (int i = 0; i < n; i++) {
 		rd_kafka_resp_err_t ke;
+		/* When the batch started, for the work side's timings. */
 		while ((ke = rd_kafka_producev(
 				producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(ids[i], 36),
 				RD_KAFKA_V_VALUE(values[i], strlen(values[i])),
+				RD_KAFKA_V_HEADER("t", &t_sub, sizeof t_sub),
 				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&b),
 				RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			usleep(1000);
@@ -413,10 +493,7 @@ static void submit_batch(mongoc_client_t *c, int first, int n)
 		usleep(100);
 	if (atomic_load(&b.failed))
 		atomic_fetch_add(&errors, atomic_load(&b.failed));
-	bson_t f = BSON_INITIALIZER;
-	append_in(&f, "_id", ids, n);
-	check(mongoc_collection_delete_many(ob, &f, NULL, NULL, &e), &e, "outbox delete");
-	bson_destroy(&f);
+	outbox_delete_later(ids, n);
 	bson_destroy(unordered);
 	mongoc_collection_destroy(ob);
 	mongoc_collection_destroy(jc);
@@ -425,7 +502,6 @@ static void submit_batch(mongoc_client_t *c, int first, int n)
 		bson_destroy(jobs[i]);
 		bson_free(values[i]);
 	}
-	free(ids);
 	free(outbox);
 	free(jobs);
 	free(values);
@@ -458,7 +534,28 @@ typedef struct job_s {
 	char id[37];
 	int32_t partition;
 	int64_t offset;
+	double t_sub, t_got, t_start, t_claimed; /* monotonic: batch started, polled, ... */
 } job_t;
+
+/* Where a job's time goes (e2e, the clock's round): sums over the jobs of
+ * submit -> polled, polled -> taken by a work thread, the claim, the
+ * finish (microseconds), and submit-to-completed per job. */
+static atomic_llong us_to_poll, us_queued, us_claimed, us_finished;
+static double *lat_ms;
+static atomic_long n_lat;
+
+static void job_timed(const job_t *j, double t_done)
+{
+	if (j->t_sub <= 0)
+		return;
+	atomic_fetch_add(&us_to_poll, (long long)((j->t_got - j->t_sub) * 1e6));
+	atomic_fetch_add(&us_queued, (long long)((j->t_start - j->t_got) * 1e6));
+	atomic_fetch_add(&us_claimed, (long long)((j->t_claimed - j->t_start) * 1e6));
+	atomic_fetch_add(&us_finished, (long long)((t_done - j->t_claimed) * 1e6));
+	long i = atomic_fetch_add(&n_lat, 1);
+	if (lat_ms && i < n_jobs)
+		lat_ms[i] = (t_done - j->t_sub) * 1e3;
+}
 
 static pthread_mutex_t wq_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wq_cv = PTHREAD_COND_INITIALIZER;
@@ -565,10 +662,11 @@ static bool fam(mongoc_collection_t *jc, const bson_t *filter, const bson_t *upd
 /* Atomic servers: one conditional findAndModify per transition, no read,
  * nothing else (djob's store in atomic mode: the filter is what the plan
  * expects, $inc seq, the fields the worker needs next). */
-static bool work_atomic(mongoc_collection_t *jc, const job_t *j, const bson_t *fields)
+static bool work_atomic(mongoc_collection_t *jc, job_t *j, const bson_t *fields)
 {
 	int64_t now = wall_ms();
 	double t = now_s();
+	j->t_start = t;
 	bson_t *f = BCON_NEW("_id", BCON_UTF8(j->id), "status", BCON_UTF8("queued"));
 	bson_t *u =
 		BCON_NEW("$set", "{", "status", BCON_UTF8("processing"), "workerId",
@@ -579,7 +677,8 @@ static bool work_atomic(mongoc_collection_t *jc, const job_t *j, const bson_t *f
 	bool claimed = fam(jc, f, u, fields, 0);
 	bson_destroy(f);
 	bson_destroy(u);
-	atomic_fetch_add(&us_claim, (long long)((now_s() - t) * 1e6));
+	j->t_claimed = now_s();
+	atomic_fetch_add(&us_claim, (long long)((j->t_claimed - t) * 1e6));
 	atomic_fetch_add(&n_claim, 1);
 	if (!claimed)
 		return false;
@@ -688,13 +787,21 @@ static void *work_thread(void *arg)
 		for (job_t *j = list; j; j = j->next)
 			batch_jobs[k++] = j;
 		if (lock_mode) {
+			double t = now_s();
 			locked_transition(c, batch_jobs, n, 1, taken);
+			double t2 = now_s();
+			for (int i = 0; i < n; i++) {
+				batch_jobs[i]->t_start = t;
+				batch_jobs[i]->t_claimed = t2;
+			}
 			locked_transition(c, batch_jobs, n, 2, taken);
 		}
 		for (int i = 0; i < n; i++) {
 			bool ok = lock_mode ? taken[i] : work_atomic(jc, batch_jobs[i], fields);
-			if (ok)
+			if (ok) {
+				job_timed(batch_jobs[i], now_s());
 				atomic_fetch_add(&finished, 1);
+			}
 			job_done(batch_jobs[i]);
 			free(batch_jobs[i]);
 		}
@@ -761,6 +868,14 @@ static void consume_until(long want, double deadline)
 			memcpy(j->id, m->key, 36);
 			j->partition = m->partition;
 			j->offset = m->offset;
+			j->t_got = now_s();
+			rd_kafka_headers_t *h = NULL;
+			const void *v;
+			size_t len;
+			if (rd_kafka_message_headers(m, &h) == 0 &&
+			    rd_kafka_header_get_last(h, "t", &v, &len) == 0 &&
+			    len == sizeof(double))
+				memcpy(&j->t_sub, v, sizeof(double));
 			pthread_mutex_lock(&wq_mu);
 			if (wq_tail)
 				wq_tail->next = j;
@@ -992,6 +1107,12 @@ static int run_get(void)
 	return atomic_load(&errors) ? 1 : 0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
 static int run_jobs(bool e2e)
 {
 	make_producer();
@@ -999,6 +1120,8 @@ static int run_jobs(bool e2e)
 	pthread_create(&poller, NULL, poll_loop, NULL);
 	create_indexes();
 	create_topic();
+	pthread_t deleter;
+	pthread_create(&deleter, NULL, deleter_thread, NULL);
 	pthread_t *wt = NULL;
 	if (e2e) {
 		make_consumer();
@@ -1029,6 +1152,7 @@ static int run_jobs(bool e2e)
 	if (e2e)
 		consume_until(warm, now_s() + 60);
 	join_threads(producers, pt);
+	deletes_drain();
 	if (atomic_load(&errors) || (e2e ? atomic_load(&finished) : atomic_load(&produced)) < warm)
 		die("warm-up", "not every job went through");
 	atomic_store(&finished, 0);
@@ -1037,6 +1161,12 @@ static int run_jobs(bool e2e)
 	atomic_store(&us_finish, 0);
 	atomic_store(&n_claim, 0);
 	atomic_store(&n_finish, 0);
+	atomic_store(&us_to_poll, 0);
+	atomic_store(&us_queued, 0);
+	atomic_store(&us_claimed, 0);
+	atomic_store(&us_finished, 0);
+	lat_ms = calloc((size_t)n_jobs, sizeof *lat_ms);
+	atomic_store(&n_lat, 0);
 
 	long long before[CMD_COUNT];
 	cmd_snapshot(before);
@@ -1047,6 +1177,7 @@ static int run_jobs(bool e2e)
 	if (e2e)
 		consume_until(n_jobs, t0 + 180);
 	join_threads(producers, pt);
+	deletes_drain();
 	double dt = now_s() - t0, t_sub = atomic_load(&submit_end) - t0;
 	long done = e2e ? atomic_load(&finished) : atomic_load(&produced);
 	printf("{\"mode\":\"%s\",\"server\":\"%s\",\"store_mode\":\"%s\",\"jobs\":%d,"
@@ -1060,8 +1191,20 @@ static int run_jobs(bool e2e)
 	       n_claim ? (double)us_claim / 1e3 / (double)n_claim : 0.0,
 	       n_finish ? (double)us_finish / 1e3 / (double)n_finish : 0.0);
 	print_commands(before, done);
+	long nl = atomic_load(&n_lat) < n_jobs ? atomic_load(&n_lat) : n_jobs;
+	if (e2e && nl > 0) {
+		qsort(lat_ms, (size_t)nl, sizeof *lat_ms, cmp_double);
+		printf(",\"p50_ms\":%.1f,\"p99_ms\":%.1f,\"avg_ms\":{\"to_poll\":%.2f,"
+		       "\"queued\":%.2f,\"claim\":%.2f,\"finish\":%.2f}",
+		       lat_ms[nl / 2], lat_ms[(nl * 99) / 100],
+		       (double)us_to_poll / 1e3 / (double)nl, (double)us_queued / 1e3 / (double)nl,
+		       (double)us_claimed / 1e3 / (double)nl,
+		       (double)us_finished / 1e3 / (double)nl);
+	}
 	printf("}\n");
 	fflush(stdout);
+	free(lat_ms);
+	lat_ms = NULL;
 	if (e2e) {
 		pthread_mutex_lock(&wq_mu);
 		wq_quit = true;
@@ -1071,6 +1214,11 @@ static int run_jobs(bool e2e)
 		rd_kafka_consumer_close(consumer);
 		rd_kafka_destroy(consumer);
 	}
+	pthread_mutex_lock(&del_mu);
+	del_quit = true;
+	pthread_cond_broadcast(&del_cv);
+	pthread_mutex_unlock(&del_mu);
+	pthread_join(deleter, NULL);
 	rd_kafka_flush(producer, 10000);
 	atomic_store(&stop_poller, 1);
 	pthread_join(poller, NULL);

@@ -1,6 +1,7 @@
 /*
- * H2Database whose _id indexes are DjobIdIndex (see there); every other
- * index, and everything else, is H2Database's.
+ * H2Database whose _id indexes are DjobIdIndex and whose secondary indexes
+ * are DjobStringIndex (see there); unique indexes on other keys, and
+ * everything else, are H2Database's.
  */
 package de.bwaldvogel.mongo.backend.h2;
 
@@ -43,6 +44,15 @@ final class DjobH2Database extends H2Database {
         @SuppressWarnings("unchecked")
         MVMap<KeyValue, Object> mvMap = (MVMap<KeyValue, Object>) get(index);
         return new DjobIdIndex(mvMap, indexName, keys, sparse);
+    }
+
+    /* Also called from H2Database's constructor. */
+    @Override
+    protected Index<Object> openOrCreateSecondaryIndex(String collectionName, String indexName, List<IndexKey> keys,
+            boolean sparse) {
+        if (!DjobStringIndex.canIndex(keys))
+            return super.openOrCreateSecondaryIndex(collectionName, indexName, keys, sparse);
+        return new DjobStringIndex(indexName, keys, sparse);
     }
 
     private static Object get(Index<Object> index) {

@@ -30,7 +30,8 @@
  * a writer uses what it knows of a job only while that is under
  * LOCK_KNOWN_MS old, sends its write within LOCK_SEND_MS of taking the lock,
  * gives the server LOCK_WRITE_MS (maxTimeMS) to apply it, and the sweep
- * deletes a lock only once it is LOCK_TTL_MS old, more than the sum plus
+ * (or the next writer of that job, finding it still there) deletes a lock
+ * only once it is LOCK_TTL_MS old, more than the sum plus
  * a margin for clocks. So `<c>_locks` holds about LOCK_TTL_MS of
  * transitions, and a write lands only on the seq it was planned for. */
 typedef enum {

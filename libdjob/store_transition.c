@@ -134,6 +134,23 @@ static int transition_atomic(djob_store_t *s, const char *id, const known_t *kno
 	return busy(err);
 }
 
+/* A lock older than LOCK_TTL_MS belongs to a writer that died holding it
+ * (killed between its lock and its write): by the time bounds above its
+ * write can no longer land, so the next writer deletes it, as the sweep
+ * would, instead of waiting for a sweep that may not run (a worker
+ * without a scheduler). Only that lock, only if it is still that old. */
+static bool drop_stale_lock(mongoc_collection_t *locks, const char *lock_id)
+{
+	bson_t *f = BCON_NEW("_id", BCON_UTF8(lock_id), "at", "{", "$lt",
+	                     BCON_DATE_TIME(djob_now_ms() - LOCK_TTL_MS), "}");
+	bson_t reply;
+	bool dropped = mongoc_collection_delete_one(locks, f, NULL, &reply, NULL) &&
+	               djob_doc_int(&reply, "deletedCount", 0) == 1;
+	bson_destroy(&reply);
+	bson_destroy(f);
+	return dropped;
+}
+
 /* Lock mode, one write: take lock seq+1, then write the job by _id alone
  * (store_private.h says why that is safe). LOST_RACE when another writer
  * holds the lock. */
@@ -149,6 +166,8 @@ static int locked_write(djob_store_t *s, const char *id, int64_t seq, const chan
 	mongoc_collection_t *locks = djob_store_side(&c, s, "locks");
 	bson_error_t e;
 	bool locked = mongoc_collection_insert_one(locks, lock, NULL, NULL, &e);
+	if (!locked && e.code == 11000 && drop_stale_lock(locks, lock_id))
+		locked = mongoc_collection_insert_one(locks, lock, NULL, NULL, &e);
 	bool late = locked && djob_mono_ms() - t0 > LOCK_SEND_MS;
 	if (late) {
 		/* Too slow to write under this lock: the write was never sent,

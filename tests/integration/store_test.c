@@ -14,6 +14,9 @@
  *       once they expire; a lease extension after the finish is refused
  *   stale_writer_is_refused: a worker whose job was cancelled under it
  *       writes nothing, in the mode the server gets and in lock mode
+ *   dead_writers_lock_is_taken_over: in lock mode, a lock left by a writer
+ *       that died between its lock and its write holds other writers off
+ *       only until it is LOCK_TTL_MS old, with or without a sweep
  *   racing_writers_never_both_win [MODE]: 8 threads with a store each race
  *       to claim each of 40 jobs (one wins), then a finish races a cancel
  *       (one wins, and the job shows the winner's outcome). MODE (default
@@ -259,6 +262,59 @@ static void test_stale_writer_is_refused(void)
 	stale_writer("locks");
 }
 
+/* A lock "<id>:<seq+1>" as a writer killed between its lock and its
+ * write leaves it, taken `age_ms` ago. */
+static void put_lock(djob_store_t *s, const char *id, int64_t seq, int64_t age_ms)
+{
+	char lock_id[80];
+	snprintf(lock_id, sizeof lock_id, "%s:%lld", id, (long long)(seq + 1));
+	conn_t c = djob_store_conn(s);
+	mongoc_collection_t *locks = djob_store_side(&c, s, "locks");
+	bson_t *f = BCON_NEW("_id", BCON_UTF8(lock_id));
+	mongoc_collection_delete_one(locks, f, NULL, NULL, NULL);
+	bson_t *lock = BCON_NEW("_id", BCON_UTF8(lock_id), "at",
+	                        BCON_DATE_TIME(djob_now_ms() - age_ms));
+	bson_error_t e;
+	STACK_CHECK(mongoc_collection_insert_one(locks, lock, NULL, NULL, &e), "lock: %s",
+	            e.message);
+	bson_destroy(lock);
+	bson_destroy(f);
+	mongoc_collection_destroy(locks);
+	djob_store_conn_put(s, &c);
+}
+
+static void test_dead_writers_lock_is_taken_over(void)
+{
+	next_collection();
+	djob_store_t *s = open_store("locks");
+	char id[37];
+	int64_t at;
+	insert_job(s, id, &at);
+	djob_error_t e;
+	int attempts = 0, max = 0;
+	/* A live writer's lock: the claim waits, then answers busy. */
+	put_lock(s, id, 0, 0);
+	djob_store_seq_t k = {-1, 0};
+	int rc = djob_store_claim(s, id, "w1", 30000, &attempts, &max, &k, &e);
+	STACK_CHECK(rc != 0 && e.retriable && strstr(e.message, "another writer"),
+	            "a claim under a live writer's lock answered %d (%s)", rc,
+	            rc ? e.message : "claimed");
+	/* The same lock, older than its lifetime, with no sweep running. */
+	put_lock(s, id, 0, LOCK_TTL_MS + 1000);
+	k = (djob_store_seq_t){-1, 0};
+	rc = djob_store_claim(s, id, "w1", 30000, &attempts, &max, &k, &e);
+	STACK_CHECK(rc == 0, "a claim under a dead writer's lock answered %d (%s)", rc, e.message);
+	bson_t *doc = get_doc(s, id);
+	STACK_CHECK(djob_doc_state(doc) == DJOB_STATE_PROCESSING && attempts == 1,
+	            "job is %s, attempts %d", djob_doc_str(doc, "status"), attempts);
+	bson_destroy(doc);
+	stack_ok("lock mode: a live writer's lock holds a claim off; a lock %d ms old is taken "
+	         "over without a sweep",
+	         LOCK_TTL_MS + 1000);
+	drop_all(s);
+	djob_store_free(s);
+}
+
 #define RACERS 8
 #define RACE_JOBS 40
 
@@ -356,6 +412,7 @@ int main(int argc, char **argv)
 		{"job_costs_one_write_per_transition", test_job_costs_one_write_per_transition},
 		{"stale_writer_is_refused", test_stale_writer_is_refused},
 		{"racing_writers_never_both_win", test_racing_writers_never_both_win},
+		{"dead_writers_lock_is_taken_over", test_dead_writers_lock_is_taken_over},
 	};
 	const char *want = argc > 1 ? argv[1] : "";
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -92,8 +92,27 @@ static int no_dollar_keys(const cJSON *node, const char *what, djob_error_t *err
 	return 0;
 }
 
+/* Messages quote the input (keys, libbson's parse errors): keep them
+ * printable ASCII so that an error reply is valid JSON text. */
+static int printable(djob_error_t *err, int rc)
+{
+	for (char *p = err && rc != 0 ? err->message : NULL; p && *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '?';
+	return rc;
+}
+
+static int parse(const char *text, size_t len, const char *what, cJSON **tree_out,
+                 bson_t **bson_out, djob_error_t *err);
+
 int djob_json_parse(const char *text, size_t len, const char *what, cJSON **tree_out,
                     bson_t **bson_out, djob_error_t *err)
+{
+	return printable(err, parse(text, len, what, tree_out, bson_out, err));
+}
+
+static int parse(const char *text, size_t len, const char *what, cJSON **tree_out,
+                 bson_t **bson_out, djob_error_t *err)
 {
 	if (tree_out)
 		*tree_out = NULL;
@@ -148,7 +167,8 @@ int djob_json_check_doc(const bson_t *doc, const char *what, djob_error_t *err)
 	                              BSON_VALIDATE_UTF8 | BSON_VALIDATE_DOLLAR_KEYS |
 	                                      BSON_VALIDATE_DOT_KEYS | BSON_VALIDATE_EMPTY_KEYS,
 	                              &e))
-		return djob_set_error(err, DJOB_EINVAL, 0, "The %s is refused: %s", what, e.message);
+		return printable(err, djob_set_error(err, DJOB_EINVAL, 0, "The %s is refused: %s",
+		                                     what, e.message));
 	return 0;
 }
 

@@ -16,7 +16,9 @@
  * fit a double (neither overflow nor underflow to zero). */
 static int check_number(const char *tok, size_t n, const char *what, djob_error_t *err)
 {
-	bool integer = strcspn(tok, ".eE") >= n;
+	bool integer = true;
+	for (size_t i = 0; i < n; i++) /* tok is not NUL-terminated */
+		integer = integer && tok[i] != '.' && tok[i] != 'e' && tok[i] != 'E';
 	size_t digits = n - (tok[0] == '-');
 	char small[64];
 	char *buf = n < sizeof small ? small : malloc(n + 1);

@@ -145,7 +145,8 @@ int djob_submission_parse(djob_submission_t **out, const djob_config_t *conf, si
 	}
 	if (rc == 0) {
 		s->jobs = calloc(n, sizeof *s->jobs);
-		s->payloads = calloc(n, sizeof *s->payloads);
+		/* bson_t wants its 128-byte alignment, which calloc does not give. */
+		s->payloads = aligned_alloc(BSON_ALIGNOF(bson_t), n * sizeof *s->payloads);
 		s->messages = calloc(n, sizeof *s->messages);
 		if (!s->jobs || !s->payloads || !s->messages)
 			rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");

@@ -655,11 +655,11 @@ def test_payloads_over_the_kafka_and_bson_limits_are_refused_with_413():
 INTEGERS_BODY = (b'{"type":"compute","payload":{"echo":true,"max":9223372036854775807,'
                  b'"min":-9223372036854775808,"big":9007199254740993,"i32":2147483648,'
                  b'"negzero":-0,"negzerod":-0.0,"tenth":0.1,"e300":1e300,"one":1.0,'
-                 b'"list":[9007199254740993,-9007199254740993,[1e2,-1]]}}')
+                 b'"list":[9007199254740993,-9007199254740993,{"h":1e2,"m":-1}]}}')
 INTEGERS_EXPECTED = {"echo": True, "max": 2**63 - 1, "min": -2**63, "big": 2**53 + 1,
                      "i32": 2**31, "negzero": 0, "negzerod": -0.0, "tenth": 0.1,
                      "e300": 1e300, "one": 1.0,
-                     "list": [2**53 + 1, -(2**53 + 1), [100.0, -1]]}
+                     "list": [2**53 + 1, -(2**53 + 1), {"h": 100.0, "m": -1}]}
 
 
 def same_numbers(got, want):
@@ -678,6 +678,10 @@ def same_numbers(got, want):
 
 
 def integers_through(sink):
+    # FerretDB 1.x stores -0.0 as 0.0 (README, Payloads); MongoDB and
+    # mongo-java-server keep its sign.
+    ferretdb = os.environ.get("DJOB_DEVSTACK_MONGO") == "ferretdb"
+    expected = dict(INTEGERS_EXPECTED, negzerod=0.0) if ferretdb else INTEGERS_EXPECTED
     st = Stack()
     failed = True
     try:
@@ -688,11 +692,11 @@ def integers_through(sink):
         jid = r.json()["jobId"]
         doc = wait_status(api, jid, "completed", token=SUBMIT)
         raw = request(api, "GET", f"/jobs/{jid}", token=SUBMIT).body
-        check(same_numbers(doc["payload"], INTEGERS_EXPECTED), f"payload {doc['payload']}")
+        check(same_numbers(doc["payload"], expected), f"payload {doc['payload']}")
         # The handler got them exactly: it echoed its input as the result.
-        check(same_numbers(doc["result"], {"echo": INTEGERS_EXPECTED}), f"result {doc['result']}")
+        check(same_numbers(doc["result"], {"echo": expected}), f"result {doc['result']}")
         for text in (b"9007199254740993", b"9223372036854775807", b"-9223372036854775808",
-                     b"-0.0", b"1e+300", b"0.1"):
+                     b"0.0" if ferretdb else b"-0.0", b"1e+300", b"0.1"):
             check(raw.count(text) >= 2, f"{text!r} not in payload and result: {raw[:600]!r}")
         # What is refused rather than changed.
         for bad in (b"9223372036854775808", b"1e400", b"-1e400", b"1e-400"):

@@ -350,7 +350,8 @@ int djob_job_from_message(djob_job_t **out, const char *key, size_t key_len, con
 	if (payload != NULL && bson_iter_init_find(&it, doc, "payload") &&
 	    BSON_ITER_HOLDS_DOCUMENT(&it)) {
 		bson_iter_document(&it, &data_len, &data);
-		job->payload = bson_init_static(&sub, data, data_len) ? djob_json_print(&sub) : NULL;
+		job->payload =
+			bson_init_static(&sub, data, data_len) ? djob_json_print(&sub) : NULL;
 	} else {
 		job->payload = strdup("{}");
 	}

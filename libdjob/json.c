@@ -33,15 +33,17 @@ static int check_number(const char *tok, size_t n, const char *what, djob_error_
 		if (digits <= 19)
 			(void)strtoll(buf, NULL, 10);
 		if (digits > 19 || errno == ERANGE)
-			rc = djob_set_error(err, DJOB_EINVAL, 0,
-			                    "%s holds the integer %.40s%s, outside the 64-bit range",
-			                    what, buf, n > 40 ? "..." : "");
+			rc = djob_set_error(
+				err, DJOB_EINVAL, 0,
+				"%s holds the integer %.40s%s, outside the 64-bit range", what, buf,
+				n > 40 ? "..." : "");
 	} else {
 		double d = strtod(buf, NULL);
 		if (isinf(d) || (errno == ERANGE && d == 0))
-			rc = djob_set_error(err, DJOB_EINVAL, 0,
-			                    "%s holds the number %.40s%s, outside the range of a double",
-			                    what, buf, n > 40 ? "..." : "");
+			rc = djob_set_error(
+				err, DJOB_EINVAL, 0,
+				"%s holds the number %.40s%s, outside the range of a double", what,
+				buf, n > 40 ? "..." : "");
 	}
 	if (buf != small)
 		free(buf);
@@ -85,8 +87,9 @@ static int no_dollar_keys(const cJSON *node, const char *what, djob_error_t *err
 {
 	for (const cJSON *c = node->child; c; c = c->next) {
 		if (cJSON_IsObject(node) && c->string && c->string[0] == '$')
-			return djob_set_error(err, DJOB_EINVAL, 0, "%s has a key %.60s starting with '$'",
-			                      what, c->string);
+			return djob_set_error(err, DJOB_EINVAL, 0,
+			                      "%s has a key %.60s starting with '$'", what,
+			                      c->string);
 		int rc = no_dollar_keys(c, what, err);
 		if (rc != 0)
 			return rc;

@@ -61,7 +61,8 @@ static int parse_job(const djob_config_t *conf, const cJSON *o, const bson_t *jo
 	if (!cJSON_IsString(type) || !djob_type_is_valid(type->valuestring))
 		return djob_set_error(err, DJOB_EINVAL, 0, "type must be a job type name");
 	if (!type_known(conf, type->valuestring))
-		return djob_set_error(err, DJOB_EINVAL, 0, "Unknown job type %s", type->valuestring);
+		return djob_set_error(err, DJOB_EINVAL, 0, "Unknown job type %s",
+		                      type->valuestring);
 	if (!cJSON_IsObject(payload) || !sub_document(job, "payload", payload_out))
 		return djob_set_error(err, DJOB_EINVAL, 0, "payload must be a JSON object");
 	int rc = djob_json_check_doc(payload_out, "payload", err);
@@ -79,7 +80,8 @@ static int parse_job(const djob_config_t *conf, const cJSON *o, const bson_t *jo
 		j->max_attempts = (int)max->valuedouble;
 	}
 	if (run_at && !cJSON_IsNull(run_at)) {
-		if (!cJSON_IsString(run_at) || djob_parse_iso(run_at->valuestring, &j->run_at_ms) != 0)
+		if (!cJSON_IsString(run_at) ||
+		    djob_parse_iso(run_at->valuestring, &j->run_at_ms) != 0)
 			return djob_set_error(err, DJOB_EINVAL, 0,
 			                      "runAt must be an ISO-8601 date and time");
 		if (j->run_at_ms > now)
@@ -90,8 +92,9 @@ static int parse_job(const djob_config_t *conf, const cJSON *o, const bson_t *jo
 	if (key && !cJSON_IsNull(key)) {
 		if (!cJSON_IsString(key) || !*key->valuestring ||
 		    strlen(key->valuestring) > DJOB_MAX_IDEMPOTENCY_KEY)
-			return djob_set_error(err, DJOB_EINVAL, 0,
-			                      "idempotencyKey must be a string of 1 to 200 characters");
+			return djob_set_error(
+				err, DJOB_EINVAL, 0,
+				"idempotencyKey must be a string of 1 to 200 characters");
 		j->idempotency_key = key->valuestring;
 	}
 	djob_uuid_v4(j->id);
@@ -100,8 +103,7 @@ static int parse_job(const djob_config_t *conf, const cJSON *o, const bson_t *jo
 
 /* Render the job's Kafka message now, so that one too large for the
  * producer is refused before anything is stored. */
-static int render_message(djob_new_job_t *j, char **message, size_t max_message,
-                          djob_error_t *err)
+static int render_message(djob_new_job_t *j, char **message, size_t max_message, djob_error_t *err)
 {
 	*message = djob_new_job_to_json(j);
 	if (!*message)
@@ -231,8 +233,9 @@ int djob_patch_parse(djob_patch_t **out, const char *body, size_t len, djob_erro
 	else if (lease && !int_in(lease, 1000, 3600000))
 		rc = djob_set_error(err, DJOB_EINVAL, 0,
 		                    "leaseMs must be an integer from 1000 to 3600000");
-	else if (retry && (!cJSON_IsBool(retry) || (cJSON_IsTrue(retry) &&
-	                                            (to != DJOB_STATE_FAILED || !worker || !attempts))))
+	else if (retry &&
+	         (!cJSON_IsBool(retry) ||
+	          (cJSON_IsTrue(retry) && (to != DJOB_STATE_FAILED || !worker || !attempts))))
 		rc = djob_set_error(err, DJOB_EINVAL, 0,
 		                    "retry needs status failed with workerId and attempts");
 	djob_patch_t *p = NULL;

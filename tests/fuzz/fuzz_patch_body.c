@@ -37,7 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			char *text = djob_json_print(p->result);
 			ASSERT(text);
 			bson_t *again = NULL;
-			ASSERT(djob_json_parse(text, strlen(text), "Result", NULL, &again, NULL) == 0);
+			ASSERT(djob_json_parse(text, strlen(text), "Result", NULL, &again, NULL) ==
+			       0);
 			char *text2 = djob_json_print(again);
 			ASSERT(text2 && strcmp(text, text2) == 0);
 			free(text);

@@ -68,9 +68,10 @@ static void test_nesting_over_32_levels_is_refused_at_any_depth(void)
 static void *parse_deep(void *arg)
 {
 	djob_error_t err;
-	*(int *)arg = parse("{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]"
-	                    "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
-	                    &err);
+	*(int *)arg =
+		parse("{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]"
+	              "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+	              &err);
 	char *deep = repeat("{\"a\":", 200000, "");
 	*((int *)arg + 1) = parse(deep, &err);
 	free(deep);
@@ -155,9 +156,9 @@ static void test_dollar_keys_and_extended_json_are_refused(void)
 static void test_grammar_trailing_text_and_top_level_scalars_are_refused(void)
 {
 	djob_error_t err;
-	const char *bad[] = {"",     " ",        "{",         "{}x",  "{}{}", "{} [",
-	                     "42",   "\"s\"",    "null",      "true", "{'a':1}", "{\"a\":01}",
-	                     "[1,]", "{\"a\":}", "\xef\xbb\xbf{}"};
+	const char *bad[] = {"",        " ",          "{",     "{}x",      "{}{}",
+	                     "{} [",    "42",         "\"s\"", "null",     "true",
+	                     "{'a':1}", "{\"a\":01}", "[1,]",  "{\"a\":}", "\xef\xbb\xbf{}"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		CHECK_INT(parse(bad[i], &err), DJOB_EINVAL);
 		for (const char *p = err.message; *p; p++)

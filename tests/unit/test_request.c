@@ -76,8 +76,9 @@ static void test_bad_submissions_are_refused_with_the_right_code(void)
 		{"{\"type\":\"compute\",\"payload\":{\"a.b\":1}}", DJOB_EINVAL},
 		{"{\"type\":\"compute\",\"payload\":{\"n\":1e400}}", DJOB_EINVAL},
 		{"[{\"type\":\"compute\",\"payload\":{}},5]", DJOB_EINVAL},
-		{"[{\"type\":\"compute\",\"payload\":{}},{\"type\":\"compute\",\"payload\":{\"$x\":1}}]",
-		 DJOB_EINVAL},
+		{"[{\"type\":\"compute\",\"payload\":{}},{\"type\":\"compute\",\"payload\":{\"$x\":"
+	         "1}}]",
+	         DJOB_EINVAL},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		djob_submission_t *s = (void *)1;
@@ -123,7 +124,8 @@ static void test_the_idempotency_header_is_for_one_job(void)
 	djob_error_t err;
 	CHECK_INT(submission("[{\"type\":\"compute\",\"payload\":{}}]", 0, "k", &s, &err),
 	          DJOB_EINVAL);
-	CHECK_INT(submission("{\"type\":\"compute\",\"payload\":{}}", 0, "", &s, &err), DJOB_EINVAL);
+	CHECK_INT(submission("{\"type\":\"compute\",\"payload\":{}}", 0, "", &s, &err),
+	          DJOB_EINVAL);
 	CHECK_INT(submission("{\"type\":\"compute\",\"payload\":{}}", 0, "key-1", &s, &err), 0);
 	if (s) {
 		CHECK_STR(s->jobs[0].idempotency_key, "key-1");

@@ -3,6 +3,7 @@
  * updates. Every HTTP route of djob-api is one call here.
  */
 #include "kafka.h"
+#include "request.h"
 #include "store.h"
 
 #include <math.h>
@@ -13,8 +14,6 @@
 
 #include <signal.h>
 
-#define MAX_BATCH 1000
-#define MAX_IDEMPOTENCY_KEY 200
 /* Submissions of at most this many jobs may be written with others. */
 #define GROUP_MAX_JOBS 200
 /* A group written for longer waits for a server (see submit_grouped). */
@@ -111,24 +110,6 @@ void djob_client_free(djob_client_t *c)
 }
 
 /* Is `type` one this deployment accepts (config key "types")? */
-static bool type_known(const djob_client_t *c, const char *type)
-{
-	const char *list = djob_config_get(c->conf, "types");
-	if (!list)
-		list = "compute,file,blockchain,data";
-	size_t n = strlen(type);
-	for (const char *p = list; *p;) {
-		const char *end = strchr(p, ',');
-		size_t len = end ? (size_t)(end - p) : strlen(p);
-		if (len == n && strncmp(p, type, n) == 0)
-			return true;
-		if (!end)
-			break;
-		p = end + 1;
-	}
-	return false;
-}
-
 /* Create the topics of the known types once; failures are only logged
  * because the broker may create topics on first produce. */
 static void ensure_topics(djob_client_t *c)
@@ -151,59 +132,6 @@ static void ensure_topics(djob_client_t *c)
 	for (size_t i = 0; i < n; i++)
 		free(topics[i]);
 	free(copy);
-}
-
-/* Validate one job object of a submission into j. */
-static int parse_job(const djob_client_t *c, const cJSON *o, djob_new_job_t *j, int64_t now,
-                     djob_error_t *err)
-{
-	if (!cJSON_IsObject(o))
-		return djob_set_error(err, DJOB_EINVAL, 0, "Each job must be a JSON object");
-	const cJSON *type = cJSON_GetObjectItemCaseSensitive(o, "type");
-	const cJSON *payload = cJSON_GetObjectItemCaseSensitive(o, "payload");
-	const cJSON *run_at = cJSON_GetObjectItemCaseSensitive(o, "runAt");
-	const cJSON *max = cJSON_GetObjectItemCaseSensitive(o, "maxAttempts");
-	const cJSON *key = cJSON_GetObjectItemCaseSensitive(o, "idempotencyKey");
-	memset(j, 0, sizeof *j);
-	if (!cJSON_IsString(type) || !djob_type_is_valid(type->valuestring))
-		return djob_set_error(err, DJOB_EINVAL, 0, "type must be a job type name");
-	if (!type_known(c, type->valuestring))
-		return djob_set_error(err, DJOB_EINVAL, 0, "Unknown job type %s", type->valuestring);
-	if (!cJSON_IsObject(payload))
-		return djob_set_error(err, DJOB_EINVAL, 0, "payload must be a JSON object");
-	int rc = djob_payload_validate(payload, err);
-	if (rc != 0)
-		return rc;
-	j->type = type->valuestring;
-	j->payload = payload;
-	j->created_ms = now;
-	j->state = DJOB_STATE_QUEUED;
-	j->max_attempts = (int)djob_config_get_int(c->conf, "max.attempts");
-	if (max) {
-		if (!cJSON_IsNumber(max) || max->valuedouble < 1 || max->valuedouble > 1000 ||
-		    max->valuedouble != floor(max->valuedouble))
-			return djob_set_error(err, DJOB_EINVAL, 0,
-			                      "maxAttempts must be an integer from 1 to 1000");
-		j->max_attempts = (int)max->valuedouble;
-	}
-	if (run_at && !cJSON_IsNull(run_at)) {
-		if (!cJSON_IsString(run_at) || djob_parse_iso(run_at->valuestring, &j->run_at_ms) != 0)
-			return djob_set_error(err, DJOB_EINVAL, 0,
-			                      "runAt must be an ISO-8601 date and time");
-		if (j->run_at_ms > now)
-			j->state = DJOB_STATE_SCHEDULED;
-		else
-			j->run_at_ms = 0;
-	}
-	if (key && !cJSON_IsNull(key)) {
-		if (!cJSON_IsString(key) || !*key->valuestring ||
-		    strlen(key->valuestring) > MAX_IDEMPOTENCY_KEY)
-			return djob_set_error(err, DJOB_EINVAL, 0,
-			                      "idempotencyKey must be a string of 1 to 200 characters");
-		j->idempotency_key = key->valuestring;
-	}
-	djob_uuid_v4(j->id);
-	return 0;
 }
 
 /* The jobs are in Kafka: drop their outbox entries. A failure only makes
@@ -234,7 +162,9 @@ static int publish(djob_client_t *c, const djob_new_job_t *jobs, size_t n, bool 
 		djob_topic_name(c->conf, jobs[i].type, topics[m], sizeof topics[m]);
 		msgs[m].topic = topics[m];
 		msgs[m].key = jobs[i].id;
-		msgs[m].value = djob_new_job_to_json(&jobs[i]);
+		/* djob_submission_parse rendered it already. */
+		msgs[m].value = jobs[i].message ? strdup(jobs[i].message)
+		                                : djob_new_job_to_json(&jobs[i]);
 		if (!msgs[m].value) {
 			rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
 			break;
@@ -471,6 +401,17 @@ static int submit(djob_client_t *c, djob_new_job_t *jobs, size_t n, int *created
 	return submit_grouped(c, jobs, n, err);
 }
 
+/* Validate a body and submit its jobs; *created as for submit_jobs. */
+static int submit_body(djob_client_t *c, const char *body, size_t len, const char *key,
+                       djob_submission_t **out, int *created, djob_error_t *err)
+{
+	int rc = djob_submission_parse(out, c->conf, djob_producer_max_message(c->producer), body,
+	                               len, key, err);
+	if (rc == 0)
+		rc = submit(c, (*out)->jobs, (*out)->n, created, err);
+	return rc;
+}
+
 int djob_client_submit(char **id_out, djob_client_t *c, const char *type,
                        const char *payload_json, size_t payload_len,
                        const djob_submit_opts_t *opts, djob_error_t *err)
@@ -479,26 +420,35 @@ int djob_client_submit(char **id_out, djob_client_t *c, const char *type,
 		*id_out = NULL;
 	if (!c || !type || !payload_json)
 		return djob_set_error(err, DJOB_EINVAL, 0, "client, type and payload are required");
-	cJSON *payload = cJSON_ParseWithLength(payload_json, payload_len);
-	if (!payload)
-		return djob_set_error(err, DJOB_EINVAL, 0, "payload is not valid JSON");
+	/* The payload is checked whole before its text goes into the body
+	 * as it is (its numbers kept exactly). */
+	int rc = djob_json_parse(payload_json, payload_len, "payload", NULL, NULL, err);
+	char *text = rc == 0 ? strndup(payload_json, payload_len) : NULL;
+	if (rc == 0 && !text)
+		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	if (rc != 0)
+		return rc;
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "type", type);
-	cJSON_AddItemToObject(o, "payload", payload);
+	cJSON_AddRawToObject(o, "payload", text);
+	free(text);
 	if (opts && opts->run_at)
 		cJSON_AddStringToObject(o, "runAt", opts->run_at);
 	if (opts && opts->max_attempts)
 		cJSON_AddNumberToObject(o, "maxAttempts", opts->max_attempts);
 	if (opts && opts->idempotency_key)
 		cJSON_AddStringToObject(o, "idempotencyKey", opts->idempotency_key);
-	djob_new_job_t j;
-	int created;
-	int rc = parse_job(c, o, &j, djob_now_ms(), err);
-	if (rc == 0)
-		rc = submit(c, &j, 1, &created, err);
-	if (rc == 0 && id_out && !(*id_out = djob_strdup(j.id)))
-		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	char *body = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
+	if (!body)
+		return djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	djob_submission_t *sub = NULL;
+	int created;
+	rc = submit_body(c, body, strlen(body), NULL, &sub, &created, err);
+	if (rc == 0 && id_out && !(*id_out = djob_strdup(sub->jobs[0].id)))
+		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	djob_submission_free(sub);
+	free(body);
 	return rc;
 }
 
@@ -516,55 +466,26 @@ int djob_client_submit_json(char **response_out, int *created, djob_client_t *c,
 	long max = djob_config_get_int(c->conf, "api.body.max.bytes");
 	if (max > 0 && body_len > (size_t)max)
 		return djob_set_error(err, DJOB_ETOOBIG, 0, "Request body is over %ld bytes", max);
-	cJSON *doc = cJSON_ParseWithLength(body, body_len);
-	if (!doc)
-		return djob_set_error(err, DJOB_EINVAL, 0, "Request body is not valid JSON");
-	bool array = cJSON_IsArray(doc);
-	int n = array ? cJSON_GetArraySize(doc) : 1;
-	int rc = 0;
-	if (array && n == 0)
-		rc = djob_set_error(err, DJOB_EINVAL, 0, "A batch needs at least one job");
-	else if (n > MAX_BATCH)
-		rc = djob_set_error(err, DJOB_ETOOBIG, 0, "A batch holds at most %d jobs", MAX_BATCH);
-	else if (!array && !cJSON_IsObject(doc))
-		rc = djob_set_error(err, DJOB_EINVAL, 0,
-		                    "Request body must be a job object or an array of them");
-	if (rc == 0 && idempotency_key && array)
-		rc = djob_set_error(err, DJOB_EINVAL, 0,
-		                    "The Idempotency-Key header applies to a single job");
-	djob_new_job_t *jobs = rc == 0 ? calloc((size_t)n, sizeof *jobs) : NULL;
-	if (rc == 0 && !jobs)
-		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
-	int64_t now = djob_now_ms();
-	int i = 0;
-	for (const cJSON *o = array ? doc->child : doc; rc == 0 && o; o = array ? o->next : NULL, i++)
-		rc = parse_job(c, o, &jobs[i], now, err);
-	if (rc == 0 && idempotency_key) {
-		if (!*idempotency_key || strlen(idempotency_key) > MAX_IDEMPOTENCY_KEY)
-			rc = djob_set_error(err, DJOB_EINVAL, 0,
-			                    "Idempotency-Key must hold 1 to 200 characters");
-		else
-			jobs[0].idempotency_key = idempotency_key;
-	}
+	djob_submission_t *sub = NULL;
 	int was_created = 0;
-	if (rc == 0)
-		rc = submit(c, jobs, (size_t)n, &was_created, err);
+	int rc = submit_body(c, body, body_len, idempotency_key, &sub, &was_created, err);
 	if (rc == 0) {
 		cJSON *r = cJSON_CreateObject();
-		if (array) {
+		if (sub->batch) {
 			cJSON *ids = cJSON_AddArrayToObject(r, "jobIds");
-			for (int k = 0; k < n; k++)
-				cJSON_AddItemToArray(ids, cJSON_CreateString(jobs[k].id));
+			for (size_t k = 0; k < sub->n; k++)
+				cJSON_AddItemToArray(ids, cJSON_CreateString(sub->jobs[k].id));
 		} else {
-			cJSON_AddStringToObject(r, "jobId", jobs[0].id);
+			cJSON_AddStringToObject(r, "jobId", sub->jobs[0].id);
 		}
 		*response_out = cJSON_PrintUnformatted(r);
 		cJSON_Delete(r);
+		if (!*response_out)
+			rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
 		if (created)
 			*created = was_created;
 	}
-	free(jobs);
-	cJSON_Delete(doc);
+	djob_submission_free(sub);
 	return rc;
 }
 
@@ -612,12 +533,11 @@ int djob_client_update(char **json_out, djob_client_t *c, const char *id, const 
 		return rc;
 	if (!body || body_len == 0)
 		return djob_set_error(err, DJOB_EINVAL, 0, "Request body is empty");
-	cJSON *doc = cJSON_ParseWithLength(body, body_len);
-	if (!cJSON_IsObject(doc))
-		rc = djob_set_error(err, DJOB_EINVAL, 0, "Request body must be a JSON object");
-	else
-		rc = djob_store_patch(c->store, id, doc, &out, err);
-	cJSON_Delete(doc);
+	djob_patch_t *patch = NULL;
+	rc = djob_patch_parse(&patch, body, body_len, err);
+	if (rc == 0)
+		rc = djob_store_patch(c->store, id, patch, &out, err);
+	djob_patch_free(patch);
 	if (json_out)
 		*json_out = out;
 	else

@@ -72,6 +72,7 @@ struct djob_job_s {
 	int max_attempts;
 	char *worker_id; /* lent by the worker */
 	char *result;    /* JSON object text or NULL */
+	char *result_error; /* why djob_job_set_result refused the last result, or NULL */
 	char *error;     /* or NULL */
 	atomic_int lease_lost;
 	atomic_int finishing; /* the handler returned; its outcome is being written */
@@ -111,10 +112,6 @@ int djob_job_from_message(djob_job_t **out, const char *key, size_t key_len, con
 
 /* NULL is a no-op. */
 void djob_job_free(djob_job_t *job);
-
-/* Check a payload: a JSON object whose keys, at every depth, neither start
- * with '$' nor contain '.', and nest at most 32 levels. */
-int djob_payload_validate(const cJSON *payload, djob_error_t *err);
 
 /* ---- offsets (offsets.c) ----
  *

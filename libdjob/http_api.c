@@ -5,10 +5,12 @@
  * nothing.
  */
 #include "http_private.h"
+#include "json.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct djob_api_server_s {
 	djob_http_t http;
@@ -34,7 +36,8 @@ static void health(djob_api_server_t *s, djob_http_req_t *r)
 /* Count submitted jobs by type: the body was accepted, so it parses. */
 static void count_submitted(djob_api_server_t *s, const char *body, size_t len)
 {
-	cJSON *doc = cJSON_ParseWithLength(body, len);
+	cJSON *doc = NULL;
+	djob_json_parse(body, len, "Request body", &doc, NULL, NULL);
 	const cJSON *o;
 	char labels[128];
 	for (o = cJSON_IsArray(doc) ? doc->child : doc; o;
@@ -61,6 +64,22 @@ static void count_job(djob_api_server_t *s, const char *json, const char *status
 	cJSON_Delete(doc);
 }
 
+/* A body is JSON: a request that says otherwise is refused (415). One
+ * without a Content-Type is read as JSON, as the prototype's clients may
+ * send it so. Returns 0, or -1 with the reply sent. */
+static int json_body(djob_http_req_t *r)
+{
+	const char *ct = mg_get_header(r->conn, "Content-Type");
+	if (!ct)
+		return 0;
+	size_t n = strcspn(ct, "; \t");
+	if ((n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+	    (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0))
+		return 0;
+	djob_http_send_error(r, 415, "Content-Type must be application/json");
+	return -1;
+}
+
 /* Send a libdjob call's outcome: its JSON with `ok_status`, or its error. */
 static void reply(djob_http_req_t *r, int rc, const djob_error_t *e, char *json, int ok_status)
 {
@@ -75,7 +94,7 @@ static void post_jobs(djob_api_server_t *s, djob_http_req_t *r)
 {
 	char *body, *out = NULL;
 	size_t len;
-	if (djob_http_read_body(r, &body, &len) != 0)
+	if (json_body(r) != 0 || djob_http_read_body(r, &body, &len) != 0)
 		return;
 	djob_error_t e;
 	int created = 0;
@@ -127,7 +146,7 @@ static void patch_job(djob_api_server_t *s, djob_http_req_t *r, const char *id)
 		djob_http_send_error(r, 400, "Malformed job id");
 		return;
 	}
-	if (djob_http_read_body(r, &body, &len) != 0)
+	if (json_body(r) != 0 || djob_http_read_body(r, &body, &len) != 0)
 		return;
 	int rc = djob_client_update(&out, s->client, id, body, len, &e);
 	reply(r, rc, &e, out, 200);

@@ -1,14 +1,14 @@
 /*
- * Job states, ids, the job object handed to handlers, and payload checks.
+ * Job states, ids, and the job object handed to handlers.
  */
 #include "djob_private.h"
+#include "json.h"
 
 #include <bson/bson.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define DJOB_PAYLOAD_MAX_DEPTH 32
 #define DJOB_TYPE_MAX 64
 
 static const char *const state_names[] = {"queued",    "scheduled", "processing",
@@ -169,21 +169,35 @@ const char *djob_job_error(const djob_job_t *job)
 
 int djob_job_set_result(djob_job_t *job, const char *json, size_t len, djob_error_t *err)
 {
-	cJSON *root;
-	char *text;
-
 	if (job == NULL || json == NULL)
 		return djob_set_error(err, DJOB_EINVAL, 0, "Job or result is NULL");
-	root = cJSON_ParseWithLength(json, len);
-	if (root == NULL || !cJSON_IsObject(root)) {
-		cJSON_Delete(root);
-		return djob_set_error(err, DJOB_EINVAL, 0, "Result is not a JSON object");
+	/* The same checks as a payload's: a result refused here fails the
+	 * job (the worker reads result_error) rather than being stored. */
+	djob_error_t e;
+	cJSON *tree = NULL;
+	bson_t *doc = NULL;
+	int rc = djob_json_parse(json, len, "Result", &tree, &doc, &e);
+	if (rc == 0 && !cJSON_IsObject(tree))
+		rc = djob_set_error(&e, DJOB_EINVAL, 0, "Result is not a JSON object");
+	cJSON_Delete(tree);
+	if (rc == 0)
+		rc = djob_json_check_doc(doc, "result", &e);
+	char *text = rc == 0 ? djob_json_print(doc) : NULL;
+	if (rc == 0 && text == NULL)
+		rc = djob_set_error(&e, DJOB_ENOMEM, 1, "Out of memory");
+	if (doc)
+		bson_destroy(doc);
+	if (rc != 0) {
+		char *why = strdup(e.message);
+		free(job->result_error);
+		job->result_error = why;
+		if (err)
+			*err = e;
+		return rc;
 	}
-	text = cJSON_PrintUnformatted(root);
-	cJSON_Delete(root);
-	if (text == NULL)
-		return djob_set_error(err, DJOB_ENOMEM, 1, "Out of memory");
 	free(job->result);
+	free(job->result_error);
+	job->result_error = NULL;
 	job->result = text;
 	return 0;
 }
@@ -221,6 +235,7 @@ void djob_job_free(djob_job_t *job)
 	free(job->type);
 	free(job->payload);
 	free(job->result);
+	free(job->result_error);
 	free(job->error);
 	/* worker_id is lent by the worker. */
 	free(job);
@@ -284,6 +299,7 @@ int djob_job_from_message(djob_job_t **out, const char *key, size_t key_len, con
                           size_t value_len, djob_error_t *err)
 {
 	cJSON *root = NULL;
+	bson_t *doc = NULL;
 	const cJSON *type;
 	const cJSON *payload;
 	djob_job_t *job = NULL;
@@ -294,8 +310,10 @@ int djob_job_from_message(djob_job_t **out, const char *key, size_t key_len, con
 	*out = NULL;
 	if (value == NULL || value_len == 0)
 		return djob_set_error(err, DJOB_EINVAL, 0, "Message has no value");
-	root = cJSON_ParseWithLength(value, value_len);
-	if (root == NULL || !cJSON_IsObject(root)) {
+	rc = djob_json_parse(value, value_len, "Message value", &root, &doc, err);
+	if (rc != 0)
+		goto fail;
+	if (!cJSON_IsObject(root)) {
 		rc = djob_set_error(err, DJOB_EINVAL, 0, "Message value is not a JSON object");
 		goto fail;
 	}
@@ -324,7 +342,19 @@ int djob_job_from_message(djob_job_t **out, const char *key, size_t key_len, con
 		rc = djob_set_error(err, DJOB_EINVAL, 0, "Message payload is not a JSON object");
 		goto fail;
 	}
-	job->payload = payload ? cJSON_PrintUnformatted(payload) : strdup("{}");
+	/* The payload as libbson read it: its integers exact. */
+	bson_iter_t it;
+	const uint8_t *data;
+	uint32_t data_len;
+	bson_t sub;
+	if (payload != NULL && bson_iter_init_find(&it, doc, "payload") &&
+	    BSON_ITER_HOLDS_DOCUMENT(&it)) {
+		bson_iter_document(&it, &data_len, &data);
+		job->payload =
+			bson_init_static(&sub, data, data_len) ? djob_json_print(&sub) : NULL;
+	} else {
+		job->payload = strdup("{}");
+	}
 	if (job->type == NULL || job->payload == NULL) {
 		rc = djob_set_error(err, DJOB_ENOMEM, 1, "Out of memory");
 		goto fail;
@@ -349,59 +379,14 @@ int djob_job_from_message(djob_job_t **out, const char *key, size_t key_len, con
 		}
 	}
 	cJSON_Delete(root);
+	bson_destroy(doc);
 	*out = job;
 	return 0;
 
 fail:
 	cJSON_Delete(root);
+	if (doc)
+		bson_destroy(doc);
 	djob_job_free(job);
 	return rc;
-}
-
-static int validate_value(const cJSON *item, int depth, djob_error_t *err);
-
-static int validate_children(const cJSON *node, int depth, djob_error_t *err)
-{
-	for (const cJSON *child = node->child; child != NULL; child = child->next) {
-		if (cJSON_IsObject(node)) {
-			const char *k = child->string ? child->string : "";
-			if (k[0] == '$')
-				return djob_set_error(err, DJOB_EINVAL, 0,
-				                      "Payload key %s starts with '$'", k);
-			if (strchr(k, '.') != NULL)
-				return djob_set_error(err, DJOB_EINVAL, 0,
-				                      "Payload key %s contains '.'", k);
-			if (!*k)
-				return djob_set_error(err, DJOB_EINVAL, 0,
-				                      "Payload has an empty key");
-			if (!bson_utf8_validate(k, strlen(k), false))
-				return djob_set_error(err, DJOB_EINVAL, 0,
-				                      "Payload key is not UTF-8");
-		}
-		if (cJSON_IsString(child) &&
-		    !bson_utf8_validate(child->valuestring, strlen(child->valuestring), false))
-			return djob_set_error(err, DJOB_EINVAL, 0, "Payload string is not UTF-8");
-		int rc = validate_value(child, depth, err);
-		if (rc != 0)
-			return rc;
-	}
-	return 0;
-}
-
-/* depth: the nesting level of item's container. */
-static int validate_value(const cJSON *item, int depth, djob_error_t *err)
-{
-	if (!cJSON_IsObject(item) && !cJSON_IsArray(item))
-		return 0;
-	if (depth + 1 > DJOB_PAYLOAD_MAX_DEPTH)
-		return djob_set_error(err, DJOB_EINVAL, 0, "Payload nests deeper than %d levels",
-		                      DJOB_PAYLOAD_MAX_DEPTH);
-	return validate_children(item, depth + 1, err);
-}
-
-int djob_payload_validate(const cJSON *payload, djob_error_t *err)
-{
-	if (!cJSON_IsObject(payload))
-		return djob_set_error(err, DJOB_EINVAL, 0, "Payload is not a JSON object");
-	return validate_value(payload, 0, err);
 }

@@ -149,6 +149,7 @@ struct djob_producer_s {
 	atomic_int stop;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
+	size_t max_message; /* djob_producer_max_message */
 };
 
 typedef struct {
@@ -206,6 +207,12 @@ int djob_producer_new(djob_producer_t **out, const djob_config_t *conf, djob_err
 	rd_kafka_conf_set_dr_msg_cb(kc, delivered);
 	rd_kafka_conf_set_opaque(kc, p);
 	char errstr[512];
+	size_t size = sizeof errstr;
+	if (rd_kafka_conf_get(kc, "message.max.bytes", errstr, &size) == RD_KAFKA_CONF_OK) {
+		long long max = atoll(errstr);
+		/* librdkafka counts the key and the record's framing too. */
+		p->max_message = max > 1024 ? (size_t)max - 512 : 512;
+	}
 	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, sizeof errstr);
 	if (!p->rk) {
 		rd_kafka_conf_destroy(kc);
@@ -287,4 +294,9 @@ int djob_producer_ping(djob_producer_t *p, int timeout_ms, djob_error_t *err)
 		return djob_set_error(err, DJOB_EKAFKA, 1, "Kafka is unreachable: %s",
 		                      rd_kafka_err2str(e));
 	return 0;
+}
+
+size_t djob_producer_max_message(const djob_producer_t *p)
+{
+	return p ? p->max_message : 0;
 }

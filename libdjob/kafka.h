@@ -46,6 +46,10 @@ int djob_producer_send(djob_producer_t *p, const djob_kafka_msg_t *msgs, size_t 
 /* 0 when the cluster answers a metadata request within timeout_ms. */
 int djob_producer_ping(djob_producer_t *p, int timeout_ms, djob_error_t *err);
 
+/* The largest message value the producer takes (its message.max.bytes,
+ * less room for the key and framing); 0 when not known. */
+size_t djob_producer_max_message(const djob_producer_t *p);
+
 /* The underlying handle (for admin calls). */
 rd_kafka_t *djob_producer_handle(djob_producer_t *p);
 

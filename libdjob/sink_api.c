@@ -3,6 +3,7 @@
  * djob-api (config api.url) with the bearer token of config key token, over
  * civetweb's client. For workers that must not hold database credentials.
  */
+#include "json.h"
 #include "sink_private.h"
 
 #include <civetweb.h>
@@ -120,7 +121,9 @@ static int patch(api_sink_t *s, const char *id, const char *body, char **resp, d
 		return 0;
 	}
 	/* The reply's {"error":...} says why. */
-	cJSON *j = buf ? cJSON_Parse(buf) : NULL;
+	cJSON *j = NULL;
+	if (buf)
+		djob_json_parse(buf, n, "The API's reply", &j, NULL, NULL);
 	const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "error");
 	char msg[160];
 	snprintf(msg, sizeof msg, "%s", cJSON_IsString(m) ? m->valuestring : "no error text");
@@ -149,7 +152,9 @@ static int patch_json(api_sink_t *s, const char *id, cJSON *o, cJSON **doc, djob
 	char *resp = NULL;
 	int rc = patch(s, id, body, &resp, err);
 	free(body);
-	if (rc == 0 && doc && !(*doc = cJSON_Parse(resp ? resp : "")))
+	if (rc == 0 && doc &&
+	    djob_json_parse(resp ? resp : "", resp ? strlen(resp) : 0, "The API's reply", doc, NULL,
+	                    NULL) != 0)
 		rc = djob_set_error(err, DJOB_EHTTP, 1, "The API answered with invalid JSON");
 	free(resp);
 	return rc;
@@ -195,13 +200,8 @@ static int api_finish(void *opaque, const djob_job_t *job, djob_job_status_t out
 {
 	cJSON *o = base_body(job, outcome == DJOB_JOB_DONE ? "completed" : "failed", true);
 	if (outcome == DJOB_JOB_DONE) {
-		cJSON *r = cJSON_Parse(job->result ? job->result : "{}");
-		if (!cJSON_IsObject(r)) {
-			cJSON_Delete(r);
-			cJSON_Delete(o);
-			return djob_set_error(err, DJOB_EINVAL, 0, "Result must be a JSON object");
-		}
-		cJSON_AddItemToObject(o, "result", r);
+		/* As djob_job_set_result rendered it: its integers exact. */
+		cJSON_AddRawToObject(o, "result", job->result ? job->result : "{}");
 	} else {
 		cJSON_AddStringToObject(o, "error", job->error ? job->error : "Handler failed");
 		if (outcome == DJOB_JOB_RETRY)

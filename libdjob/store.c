@@ -41,7 +41,10 @@ int djob_store_mongo_error(djob_error_t *err, const bson_error_t *e, const char 
 	/* libmongoc refused the document before sending it (invalid UTF-8, an
 	 * empty key, over the server's document size): the input's fault. */
 	if (e->domain == MONGOC_ERROR_BSON ||
-	    (e->domain == MONGOC_ERROR_COMMAND && e->code == MONGOC_ERROR_COMMAND_INVALID_ARG))
+	    (e->domain == MONGOC_ERROR_COMMAND && e->code == MONGOC_ERROR_COMMAND_INVALID_ARG) ||
+	    /* The server's BadValue (2): a value it cannot store. */
+	    ((e->domain == MONGOC_ERROR_SERVER || e->domain == MONGOC_ERROR_COMMAND) &&
+	     e->code == 2))
 		return djob_set_error(err, DJOB_EINVAL, 0, "The job cannot be stored: %s",
 		                      e->message);
 	return djob_set_error(err, DJOB_EMONGO, 1, "MongoDB %s failed: %s", what, e->message);

@@ -10,19 +10,26 @@
 
 #include "djob_private.h"
 
+#include <bson/bson.h>
+
 typedef struct djob_store_s djob_store_t;
 
 /* A job about to be inserted. */
 typedef struct {
 	char id[37];
 	const char *type;
-	const cJSON *payload;
+	const bson_t *payload;
 	int max_attempts;
 	int64_t created_ms;
 	int64_t run_at_ms;           /* 0: none */
 	djob_state_t state;          /* queued, or scheduled when run_at is ahead */
 	const char *idempotency_key; /* or NULL */
+	const char *message;         /* its Kafka message, or NULL: rendered when sent */
+	size_t message_len;
 } djob_new_job_t;
+
+/* A parsed PATCH body (request.h). */
+typedef struct djob_patch_s djob_patch_t;
 
 int djob_store_new(djob_store_t **out, const djob_config_t *conf, djob_error_t *err);
 void djob_store_free(djob_store_t *store);
@@ -82,8 +89,9 @@ int djob_store_finish(djob_store_t *store, const char *id, const char *worker_id
                       int max_attempts, djob_job_status_t outcome, const char *result_json,
                       const char *error, djob_store_seq_t *seq, djob_error_t *err);
 
-/* Apply a PATCH body (already parsed). Ownership: free() *json_out. */
-int djob_store_patch(djob_store_t *store, const char *id, const cJSON *body, char **json_out,
+/* Apply a PATCH body (parsed and checked by djob_patch_parse).
+ * Ownership: free() *json_out. */
+int djob_store_patch(djob_store_t *store, const char *id, const djob_patch_t *body, char **json_out,
                      djob_error_t *err);
 
 /* Cancel (from queued, scheduled or processing). Ownership: free() *json_out. */
@@ -118,8 +126,6 @@ size_t djob_store_commands(const char **names, unsigned long long *counts, size_
  * 1 s, capped at 5 min, with up to 20 % jitter. */
 int64_t djob_retry_backoff_ms(int attempts);
 
-#endif
-
 /* ---- the scheduler's sweep ---- */
 
 /* Publish one job (a JSON document); 0 when Kafka acknowledged it. */
@@ -141,3 +147,5 @@ typedef struct {
 int djob_store_sweep(djob_store_t *store, int64_t now, int64_t grace_ms, int limit,
                      djob_store_publish_fn publish, void *opaque, djob_sweep_stats_t *stats,
                      djob_error_t *err);
+
+#endif

@@ -94,8 +94,6 @@ int djob_store_find_one(djob_store_t *s, const char *id, bson_t **doc_out, djob_
  * internal fields (seq) left out. Ownership: free(). */
 char *djob_doc_to_json(const bson_t *doc);
 cJSON *djob_doc_to_cjson(const bson_t *doc);
-/* Append a JSON value under key; false when it cannot be stored. */
-bool djob_bson_append_json(bson_t *b, const char *key, const cJSON *v);
 
 int64_t djob_doc_int(const bson_t *doc, const char *key, int64_t dflt);
 const char *djob_doc_str(const bson_t *doc, const char *key); /* "" when absent */

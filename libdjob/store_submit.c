@@ -5,6 +5,8 @@
  */
 #include "store_private.h"
 
+#include "json.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,7 +84,7 @@ char *djob_new_job_to_json(const djob_new_job_t *j)
 	cJSON_AddStringToObject(o, "_id", j->id);
 	cJSON_AddStringToObject(o, "type", j->type);
 	cJSON_AddStringToObject(o, "status", djob_state_name(j->state));
-	cJSON_AddItemToObject(o, "payload", cJSON_Duplicate(j->payload, 1));
+	cJSON_AddItemToObject(o, "payload", djob_json_from_bson(j->payload, false));
 	cJSON_AddNumberToObject(o, "attempts", 0);
 	cJSON_AddNumberToObject(o, "maxAttempts", j->max_attempts);
 	if (j->run_at_ms) {
@@ -105,10 +107,7 @@ static bson_t *new_job_bson(const djob_new_job_t *j)
 	BSON_APPEND_UTF8(b, "_id", j->id);
 	BSON_APPEND_UTF8(b, "type", j->type);
 	BSON_APPEND_UTF8(b, "status", djob_state_name(j->state));
-	if (!djob_bson_append_json(b, "payload", j->payload)) {
-		bson_destroy(b);
-		return NULL;
-	}
+	BSON_APPEND_DOCUMENT(b, "payload", j->payload);
 	BSON_APPEND_INT32(b, "attempts", 0);
 	BSON_APPEND_INT32(b, "maxAttempts", j->max_attempts);
 	if (j->run_at_ms)

@@ -7,6 +7,9 @@
  */
 #include "store_private.h"
 
+#include "json.h"
+#include "request.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -528,7 +531,7 @@ typedef struct {
 	int attempts, max_attempts; /* max_attempts 0: not known */
 	int default_max;            /* for a job stored without maxAttempts */
 	djob_job_status_t outcome;
-	const cJSON *result;
+	const bson_t *result;
 	const char *error;
 	int64_t now;
 } finish_t;
@@ -557,7 +560,7 @@ static int plan_finish(const bson_t *doc, void *ctx, change_t *ch, djob_error_t 
 	}
 	BSON_APPEND_DATE_TIME(&ch->set, "updatedAt", f->now);
 	if (done)
-		djob_bson_append_json(&ch->set, "result", f->result);
+		BSON_APPEND_DOCUMENT(&ch->set, "result", f->result);
 	else
 		BSON_APPEND_UTF8(&ch->set, "error", f->error);
 	if (again)
@@ -585,13 +588,14 @@ int djob_store_finish(djob_store_t *s, const char *id, const char *worker_id, in
                       int max_attempts, djob_job_status_t outcome, const char *result_json,
                       const char *error, djob_store_seq_t *seq, djob_error_t *err)
 {
-	cJSON *result = NULL;
+	bson_t *result = NULL;
 	if (outcome == DJOB_JOB_DONE) {
-		result = cJSON_Parse(result_json ? result_json : "{}");
-		if (!cJSON_IsObject(result)) {
-			cJSON_Delete(result);
-			return djob_set_error(err, DJOB_EINVAL, 0, "Result must be a JSON object");
-		}
+		/* djob_job_set_result checked it: this parse of its own text
+		 * cannot fail but for memory. */
+		const char *text = result_json ? result_json : "{}";
+		int rc = djob_json_parse(text, strlen(text), "Result", NULL, &result, err);
+		if (rc != 0)
+			return rc;
 	}
 	finish_t f = {worker_id,
 	              attempts,
@@ -606,7 +610,8 @@ int djob_store_finish(djob_store_t *s, const char *id, const char *worker_id, in
 	 * worker (a lease extension racing the finish) must read it. */
 	if (rc == 0)
 		seq->seq = -1;
-	cJSON_Delete(result);
+	if (result)
+		bson_destroy(result);
 	return rc;
 }
 
@@ -632,12 +637,13 @@ static int doc_result(djob_store_t *s, const char *id, const known_t *known, pla
 typedef struct {
 	djob_store_t *s;
 	djob_state_t to;
-	const cJSON *result, *error, *worker;
+	const bson_t *result;
+	const char *error, *worker;
 	int attempts; /* 0 when not fenced */
 	long lease_ms;
 	int64_t now;
-	bool retry;         /* a fenced failure that should be retried */
-	const cJSON *empty; /* {} for a completion without a result */
+	bool retry;          /* a fenced failure that should be retried */
+	const bson_t *empty; /* {} for a completion without a result */
 } patch_t;
 
 static int plan_patch(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *err)
@@ -646,17 +652,17 @@ static int plan_patch(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *
 	bool fenced = p->worker && p->attempts > 0;
 	if (p->to == DJOB_STATE_PROCESSING && fenced) {
 		/* The holder of the lease extends it. */
-		extend_t x = {p->worker->valuestring, p->attempts, p->lease_ms, p->now};
+		extend_t x = {p->worker, p->attempts, p->lease_ms, p->now};
 		return plan_extend(doc, &x, ch, err);
 	}
 	if (p->to == DJOB_STATE_PROCESSING) {
-		claim_t c = {p->s, p->worker ? p->worker->valuestring : NULL, p->lease_ms, p->now};
+		claim_t c = {p->s, p->worker, p->lease_ms, p->now};
 		return plan_claim(doc, &c, ch, err);
 	}
 	if (fenced) {
 		/* A worker recording its outcome (the api sink): the same change
 		 * as the store sink's, history and retries included. */
-		finish_t f = {p->worker->valuestring,
+		finish_t f = {p->worker,
 		              p->attempts,
 		              0,
 		              (int)djob_config_get_int(p->s->conf, "max.attempts"),
@@ -664,7 +670,7 @@ static int plan_patch(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *
 		              : p->retry                    ? DJOB_JOB_RETRY
 		                                            : DJOB_JOB_FAIL,
 		              p->result ? p->result : p->empty,
-		              p->error ? p->error->valuestring : "Failed",
+		              p->error ? p->error : "Failed",
 		              p->now};
 		return plan_finish(doc, &f, ch, err);
 	}
@@ -675,64 +681,31 @@ static int plan_patch(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *
 	BSON_APPEND_DATE_TIME(&ch->set, "updatedAt", p->now);
 	BSON_APPEND_DATE_TIME(&ch->set, "finishedAt", p->now);
 	if (p->result)
-		djob_bson_append_json(&ch->set, "result", p->result);
+		BSON_APPEND_DOCUMENT(&ch->set, "result", p->result);
 	if (p->to == DJOB_STATE_FAILED)
-		BSON_APPEND_UTF8(&ch->set, "error", p->error ? p->error->valuestring : "Failed");
+		BSON_APPEND_UTF8(&ch->set, "error", p->error ? p->error : "Failed");
 	else if (p->error)
-		BSON_APPEND_UTF8(&ch->set, "error", p->error->valuestring);
+		BSON_APPEND_UTF8(&ch->set, "error", p->error);
 	BSON_APPEND_UTF8(&ch->unset, "leaseUntil", "");
 	return 0;
 }
 
-int djob_store_patch(djob_store_t *s, const char *id, const cJSON *body, char **json_out,
+int djob_store_patch(djob_store_t *s, const char *id, const djob_patch_t *body, char **json_out,
                      djob_error_t *err)
 {
-	const cJSON *status = cJSON_GetObjectItemCaseSensitive(body, "status");
-	const cJSON *result = cJSON_GetObjectItemCaseSensitive(body, "result");
-	const cJSON *error = cJSON_GetObjectItemCaseSensitive(body, "error");
-	const cJSON *worker = cJSON_GetObjectItemCaseSensitive(body, "workerId");
-	const cJSON *attempts = cJSON_GetObjectItemCaseSensitive(body, "attempts");
-	const cJSON *lease = cJSON_GetObjectItemCaseSensitive(body, "leaseMs");
-	const cJSON *retry = cJSON_GetObjectItemCaseSensitive(body, "retry");
-	djob_state_t to =
-		cJSON_IsString(status) ? djob_state_parse(status->valuestring) : DJOB_STATE_INVALID;
-	if (to != DJOB_STATE_PROCESSING && to != DJOB_STATE_COMPLETED && to != DJOB_STATE_FAILED)
-		return djob_set_error(err, DJOB_EINVAL, 0,
-		                      "status must be one of processing, completed, failed");
-	if (result && (!cJSON_IsObject(result) || djob_payload_validate(result, NULL) != 0))
-		return djob_set_error(
-			err, DJOB_EINVAL, 0,
-			"result must be a JSON object without $-prefixed or dotted keys");
-	if (error && !cJSON_IsString(error))
-		return djob_set_error(err, DJOB_EINVAL, 0, "error must be a string");
-	if (worker &&
-	    (!cJSON_IsString(worker) || !*worker->valuestring || strlen(worker->valuestring) > 200))
-		return djob_set_error(err, DJOB_EINVAL, 0, "workerId must be a non-empty string");
-	if (attempts && (!cJSON_IsNumber(attempts) || attempts->valuedouble < 1 ||
-	                 attempts->valuedouble > 1000000 ||
-	                 attempts->valuedouble != floor(attempts->valuedouble)))
-		return djob_set_error(err, DJOB_EINVAL, 0, "attempts must be a positive integer");
-	if (lease &&
-	    (!cJSON_IsNumber(lease) || lease->valuedouble < 1000 || lease->valuedouble > 3600000))
-		return djob_set_error(err, DJOB_EINVAL, 0,
-		                      "leaseMs must be a number from 1000 to 3600000");
-	if (retry && (!cJSON_IsBool(retry) ||
-	              (cJSON_IsTrue(retry) && (to != DJOB_STATE_FAILED || !worker || !attempts))))
-		return djob_set_error(err, DJOB_EINVAL, 0,
-		                      "retry needs status failed with workerId and attempts");
-	cJSON *empty = cJSON_CreateObject();
+	bson_t empty = BSON_INITIALIZER;
 	patch_t p = {s,
-	             to,
-	             result,
-	             error,
-	             worker,
-	             worker && attempts ? (int)attempts->valuedouble : 0,
-	             lease ? (long)lease->valuedouble : djob_config_get_int(s->conf, "lease.ms"),
+	             body->to,
+	             body->result,
+	             body->error,
+	             body->worker_id,
+	             body->worker_id ? body->attempts : 0,
+	             body->lease_ms ? body->lease_ms : djob_config_get_int(s->conf, "lease.ms"),
 	             djob_now_ms(),
-	             cJSON_IsTrue(retry),
-	             empty};
+	             body->retry,
+	             &empty};
 	int rc = doc_result(s, id, NULL, plan_patch, &p, json_out, err);
-	cJSON_Delete(empty);
+	bson_destroy(&empty);
 	return rc;
 }
 

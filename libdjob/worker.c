@@ -20,6 +20,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -365,6 +366,14 @@ static bool process(djob_worker_t *w, task_t *t)
 		sleep_ms(getenv("DJOB_FAULT_DELAY_MS") ? atol(getenv("DJOB_FAULT_DELAY_MS")) : 5000);
 	if (outcome != DJOB_JOB_DONE && outcome != DJOB_JOB_RETRY && outcome != DJOB_JOB_FAIL) {
 		djob_job_set_error(job, "Handler returned an unknown status");
+		outcome = DJOB_JOB_FAIL;
+	}
+	if (outcome == DJOB_JOB_DONE && job->result_error) {
+		/* A result djob_job_set_result refused is never stored: the job
+		 * fails with the reason, once (a retry would only repeat it). */
+		char why[DJOB_ERROR_MESSAGE_MAX + 32];
+		snprintf(why, sizeof why, "Handler result refused: %s", job->result_error);
+		djob_job_set_error(job, why);
 		outcome = DJOB_JOB_FAIL;
 	}
 	if (outcome != DJOB_JOB_DONE && !job->error)

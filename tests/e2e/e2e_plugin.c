@@ -3,10 +3,15 @@
  * payload so tests can watch a job run and retry:
  *   "sleepMs": N    stay in the handler N ms (a job is seen "processing")
  *   "failFirst": N  ask for a retry on the first N attempts
+ * and three to watch results: "echo": true returns {"echo": <payload>} (the
+ * payload's text as the handler got it), "resultJson": "<text>" returns that
+ * text, "resultBadUtf8": true returns a string that is not UTF-8.
  */
 #include <djob/djob.h>
 
 #include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define E2E_EXPORT __attribute__((visibility("default")))
@@ -21,6 +26,29 @@ static djob_job_status_t e2e_compute(djob_job_t *job, void *user_data)
 	const cJSON *fail_first = cJSON_GetObjectItemCaseSensitive(p, "failFirst");
 	long ms = cJSON_IsNumber(sleep_ms) ? (long)sleep_ms->valuedouble : 0;
 	int fail = cJSON_IsNumber(fail_first) ? fail_first->valueint : 0;
+	const cJSON *result_json = cJSON_GetObjectItemCaseSensitive(p, "resultJson");
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "echo"))) {
+		char *r = malloc(len + 16);
+		memcpy(r, "{\"echo\":", 8);
+		memcpy(r + 8, text, len);
+		r[8 + len] = '}';
+		djob_job_set_result(job, r, len + 9, NULL);
+		free(r);
+		cJSON_Delete(p);
+		return DJOB_JOB_DONE;
+	}
+	if (cJSON_IsString(result_json)) {
+		const char *r = result_json->valuestring;
+		djob_job_set_result(job, r, strlen(r), NULL);
+		cJSON_Delete(p);
+		return DJOB_JOB_DONE;
+	}
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "resultBadUtf8"))) {
+		static const char bad[] = "{\"s\":\"\xff\xfe\"}";
+		djob_job_set_result(job, bad, sizeof bad - 1, NULL);
+		cJSON_Delete(p);
+		return DJOB_JOB_DONE;
+	}
 	cJSON_Delete(p);
 	for (; ms > 0 && !djob_job_should_stop(job); ms -= 50) {
 		struct timespec ts = {0, 50 * 1000000L};

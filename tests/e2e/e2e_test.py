@@ -13,6 +13,7 @@ only.
 import hashlib
 import http.client
 import json
+import math
 import os
 import re
 import signal
@@ -81,6 +82,7 @@ def request(port, method, path, body=None, token=None, headers=None, raw=None, c
     if token:
         h["Authorization"] = "Bearer " + token
     h.update(headers or {})
+    h = {k: v for k, v in h.items() if v is not None}  # None: header not sent
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     chunked = data is not None and not isinstance(data, (bytes, str))
     try:
@@ -461,6 +463,282 @@ def test_bad_input_is_refused_with_json_4xx_and_changes_nothing():
         # The API still works after all that.
         submit(api, {"input": "fine"}, token=SUBMIT)
         check(st.counts() == (2, 2), "a good submit after the bad ones")
+        failed = False
+    finally:
+        st.stop(failed)
+
+
+def deep(opener, closer, depth, prefix=b'{"type":"compute","payload":', close=True):
+    """A POST body whose payload nests `depth` levels of opener."""
+    body = prefix + opener * depth
+    if close:
+        body += closer * depth + b"}"
+    return body
+
+
+def test_bad_input_matrix_answers_4xx_json_and_changes_nothing():
+    """Every kind of bad body, at every depth and size up to the body limit:
+    the right 4xx with a JSON error, nothing stored or published, the job
+    untouched and the daemon serving afterwards."""
+    st = Stack()
+    failed = True
+    try:
+        limit = 1048576  # the default api.body.max.bytes
+        api = st.api(tokens=TOKENS)
+        jid = submit(api, {"input": "x"}, token=ADMIN)
+        before_doc = request(api, "GET", f"/jobs/{jid}", token=ADMIN).json()
+        before = st.counts()
+        check(before == (1, 1), f"one job and one message expected, counted {before}")
+
+        def post(raw, headers=None):
+            return lambda: request(api, "POST", "/jobs", raw=raw, token=ADMIN, headers=headers)
+
+        def patch(raw, headers=None):
+            return lambda: request(api, "PATCH", f"/jobs/{jid}", raw=raw, token=ADMIN,
+                                   headers=headers)
+
+        def job(payload_text, extra=b""):
+            return b'{"type":"compute","payload":' + payload_text + extra + b"}"
+
+        big_digits = b"1" + b"0" * 5000
+        cases = [
+            # Nesting: the crash of issue 13, at several depths and sizes.
+            ("payload nested 33 deep", post(deep(b"[", b"]", 32)), 400),
+            ("payload nested 100 deep", post(deep(b"[", b"]", 100)), 400),
+            ("payload nested 900 deep, unclosed", post(deep(b"[", b"]", 900, close=False)), 400),
+            ("payload nested 900 deep, closed", post(deep(b"[", b"]", 900)), 400),
+            ("objects nested 900 deep", post(deep(b'{"a":', b"}", 900)), 400),
+            ("payload nested 5000 deep", post(deep(b"[", b"]", 5000)), 400),
+            ("payload nested 100000 deep", post(deep(b"[", b"]", 100000, close=False)), 400),
+            ("body of [ up to the limit", post(b"[" * (limit - 1)), 400),
+            ("body of { up to the limit", post(b'{"a":' * (limit // 5 - 1)), 400),
+            ("objects and arrays up to the limit",
+             post(deep(b'[{"a":', b"}]", (limit - 64) // 6, close=False)), 400),
+            ("batch of deep payloads", post(b"[" + b",".join([deep(b"[", b"]", 200)] * 3)
+                                            + b"]"), 400),
+            ("deep in the last job of a batch",
+             post(b'[{"type":"compute","payload":{}},' + deep(b"[", b"]", 40) + b"]"), 400),
+            ("deep top level", post(b"[" * 40 + b"]" * 40), 400),
+            # Numbers.
+            ("integer over int64", post(job(b'{"n":9223372036854775808}')), 400),
+            ("integer under int64", post(job(b'{"n":-9223372036854775809}')), 400),
+            ("30-digit integer", post(job(b'{"n":123456789012345678901234567890}')), 400),
+            ("5000-digit integer", post(job(b'{"n":' + big_digits + b"}")), 400),
+            ("1e400", post(job(b'{"n":1e400}')), 400),
+            ("-1e400", post(job(b'{"n":-1e400}')), 400),
+            ("1e-400", post(job(b'{"n":1e-400}')), 400),
+            ("huge exponent in an array", post(job(b'{"n":[1,2,3e99999]}')), 400),
+            ("NaN", post(job(b'{"n":NaN}')), 400),
+            ("Infinity", post(job(b'{"n":Infinity}')), 400),
+            ("-Infinity", post(job(b'{"n":-Infinity}')), 400),
+            ("leading zero", post(job(b'{"n":012}')), 400),
+            ("maxAttempts 1e400", post(job(b"{}", b',"maxAttempts":1e400')), 400),
+            ("maxAttempts beyond int64", post(job(b"{}", b',"maxAttempts":99999999999999999999')),
+             400),
+            ("maxAttempts 2.5", post(job(b"{}", b',"maxAttempts":2.5')), 400),
+            # Keys and text.
+            ("$-prefixed key", post(job(b'{"$where":"1"}')), 400),
+            ("escaped $ key", post(job(b'{"\\u0024where":"1"}')), 400),
+            ("Extended JSON $numberLong", post(job(b'{"n":{"$numberLong":"5"}}')), 400),
+            ("Extended JSON $date", post(job(b'{"d":{"$date":"2020-01-01T00:00:00Z"}}')), 400),
+            ("Extended JSON $oid", post(job(b'{"o":{"$oid":"5f1f1f1f1f1f1f1f1f1f1f1f"}}')), 400),
+            ("$ key deep in arrays", post(job(b'{"a":[[[{"b":[{"$set":1}]}]]]}')), 400),
+            ("$ key at the top level", post(b'{"type":"compute","payload":{},"$x":1}'), 400),
+            ("dotted key", post(job(b'{"a.b":1}')), 400),
+            ("dotted key nested", post(job(b'{"a":{"b":{"c.d":1}}}')), 400),
+            ("empty key", post(job(b'{"":1}')), 400),
+            ("empty key nested", post(job(b'{"a":[{"":1}]}')), 400),
+            ("invalid UTF-8 value", post(job(b'{"s":"\xff\xfe"}')), 400),
+            ("invalid UTF-8 key", post(job(b'{"k\xe9y":1}')), 400),
+            ("truncated UTF-8", post(job(b'{"s":"\xc3"}')), 400),
+            ("NUL escaped in a value", post(job(b'{"s":"a\\u0000b"}')), 400),
+            ("NUL escaped in a key", post(job(b'{"a\\u0000b":1}')), 400),
+            ("raw NUL byte", post(job(b"{\"s\":1}") + b"\x00"), 400),
+            # Structure.
+            ("trailing text", post(job(b"{}") + b" x"), 400),
+            ("two documents", post(job(b"{}") + job(b"{}")), 400),
+            ("body is a string", post(b'"text"'), 400),
+            ("body is null", post(b"null"), 400),
+            ("body is true", post(b"true"), 400),
+            ("byte order mark", post(b"\xef\xbb\xbf" + job(b"{}")), 400),
+            ("unterminated string", post(b'{"type":"compute","payload":{"s":"abc}}'), 400),
+            ("single quotes", post(b"{'type':'compute','payload':{}}"), 400),
+            ("comment", post(b'{"type":"compute",/* c */"payload":{}}'), 400),
+            ("payload null", post(job(b"null")), 400),
+            ("type not a string", post(b'{"type":5,"payload":{}}'), 400),
+            ("batch of 1001 jobs", post(b"[" + b",".join([job(b"{}")] * 1001) + b"]"), 413),
+            ("batch with a $ key in its last job",
+             post(b"[" + job(b"{}") + b"," + job(b'{"$x":1}') + b"]"), 400),
+            # Content types.
+            ("POST text/plain", post(job(b"{}"), {"Content-Type": "text/plain"}), 415),
+            ("POST form", post(job(b"{}"), {"Content-Type": "application/x-www-form-urlencoded"}),
+             415),
+            ("POST multipart", post(job(b"{}"), {"Content-Type": "multipart/form-data; b=x"}), 415),
+            ("POST application/xml", post(job(b"{}"), {"Content-Type": "application/xml"}), 415),
+            ("PATCH text/plain", patch(b'{"status":"failed"}', {"Content-Type": "text/plain"}),
+             415),
+            # PATCH bodies.
+            ("PATCH result nested 900 deep",
+             patch(b'{"status":"completed","result":' + b"[" * 900), 400),
+            ("PATCH body of [ up to the limit", patch(b"[" * (limit - 1)), 400),
+            ("PATCH result with $ key", patch(b'{"status":"completed","result":{"$x":1}}'), 400),
+            ("PATCH result with Extended JSON",
+             patch(b'{"status":"completed","result":{"n":{"$numberLong":"1"}}}'), 400),
+            ("PATCH result with dotted key", patch(b'{"status":"completed","result":{"a.b":1}}'),
+             400),
+            ("PATCH result with empty key", patch(b'{"status":"completed","result":{"":1}}'), 400),
+            ("PATCH result not UTF-8", patch(b'{"status":"completed","result":{"s":"\xff"}}'), 400),
+            ("PATCH result integer over int64",
+             patch(b'{"status":"completed","result":{"n":18446744073709551616}}'), 400),
+            ("PATCH result 1e400", patch(b'{"status":"completed","result":{"n":1e400}}'), 400),
+            ("PATCH result an array", patch(b'{"status":"completed","result":[1]}'), 400),
+            ("PATCH attempts 1e400", patch(b'{"status":"failed","workerId":"w","attempts":1e400}'),
+             400),
+            ("PATCH leaseMs beyond int64",
+             patch(b'{"status":"processing","leaseMs":99999999999999999999}'), 400),
+            ("PATCH trailing text", patch(b'{"status":"failed"} {}'), 400),
+            ("PATCH status not a string", patch(b'{"status":1}'), 400),
+            ("PATCH error not a string", patch(b'{"status":"failed","error":{"a":1}}'), 400),
+        ]
+        check(len(cases) >= 60, f"only {len(cases)} cases")
+        for what, send, status in cases:
+            expect_error(send(), status, what)
+            h = request(api, "GET", "/health")
+            check(h.status == 200, f"{what}: the API is not healthy afterwards: {h}")
+            after = st.counts()
+            check(after == before, f"{what}: documents/messages changed: {before} -> {after}")
+        after_doc = request(api, "GET", f"/jobs/{jid}", token=ADMIN).json()
+        check(after_doc == before_doc, f"job changed: {before_doc} -> {after_doc}")
+
+        # Bodies without a Content-Type are read as JSON.
+        r = request(api, "POST", "/jobs", raw=job(b'{"input":"no type"}'), token=ADMIN,
+                    headers={"Content-Type": None})
+        check(r.status == 201, f"POST without a Content-Type: {r}")
+        r = request(api, "POST", "/jobs", raw=job(b'{"input":"charset"}'), token=ADMIN,
+                    headers={"Content-Type": "application/json; charset=utf-8"})
+        check(r.status == 201, f"POST application/json; charset=utf-8: {r}")
+        check(st.counts() == (3, 3), f"counted {st.counts()}")
+        failed = False
+    finally:
+        st.stop(failed)
+
+
+def test_payloads_over_the_kafka_and_bson_limits_are_refused_with_413():
+    """A job whose Kafka message is over the producer's message.max.bytes,
+    and a payload over 15 MiB as BSON: 413, nothing stored or published."""
+    st = Stack()
+    failed = True
+    try:
+        # The producer's default message.max.bytes (1,000,000) under a
+        # body limit of 4 MiB.
+        api = st.api(tokens=TOKENS, extra={"DJOB_BODY_MAX_BYTES": str(4 << 20)})
+        body = b'{"type":"compute","payload":{"s":"' + b"x" * 1100000 + b'"}}'
+        j = expect_error(request(api, "POST", "/jobs", raw=body, token=ADMIN), 413,
+                         "message over message.max.bytes")
+        check("message.max.bytes" in j["error"], f"message {j}")
+        check(st.counts() == (0, 0), f"counted {st.counts()}")
+        check(request(api, "GET", "/health").status == 200, "API not healthy")
+        # A larger message.max.bytes: then the 15 MiB payload limit.
+        api2 = st.api(tokens=TOKENS, extra={"DJOB_BODY_MAX_BYTES": str(20 << 20),
+                                            "DJOB_KAFKA_MESSAGE_MAX_BYTES": "40000000"})
+        body = b'{"type":"compute","payload":{"s":"' + b"x" * (16 << 20) + b'"}}'
+        j = expect_error(request(api2, "POST", "/jobs", raw=body, token=ADMIN), 413,
+                         "payload over 15 MiB")
+        check("BSON" in j["error"], f"message {j}")
+        check(st.counts() == (0, 0), f"counted {st.counts()}")
+        check(request(api2, "GET", "/health").status == 200, "API not healthy")
+        failed = False
+    finally:
+        st.stop(failed)
+
+
+INTEGERS_BODY = (b'{"type":"compute","payload":{"echo":true,"max":9223372036854775807,'
+                 b'"min":-9223372036854775808,"big":9007199254740993,"i32":2147483648,'
+                 b'"negzero":-0,"negzerod":-0.0,"tenth":0.1,"e300":1e300,"one":1.0,'
+                 b'"list":[9007199254740993,-9007199254740993,{"h":1e2,"m":-1}]}}')
+INTEGERS_EXPECTED = {"echo": True, "max": 2**63 - 1, "min": -2**63, "big": 2**53 + 1,
+                     "i32": 2**31, "negzero": 0, "negzerod": -0.0, "tenth": 0.1,
+                     "e300": 1e300, "one": 1.0,
+                     "list": [2**53 + 1, -(2**53 + 1), {"h": 100.0, "m": -1}]}
+
+
+def same_numbers(got, want):
+    """Equal, with the same JSON kind (integer or double) everywhere and the
+    sign of -0.0."""
+    if isinstance(want, dict):
+        return isinstance(got, dict) and got.keys() == want.keys() and all(
+            same_numbers(got[k], want[k]) for k in want)
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(
+            same_numbers(g, w) for g, w in zip(got, want))
+    if isinstance(want, float):
+        return isinstance(got, float) and got == want and math.copysign(1, got) == \
+            math.copysign(1, want)
+    return type(got) is type(want) and got == want
+
+
+def integers_through(sink):
+    # FerretDB 1.x stores -0.0 as 0.0 (README, Payloads); MongoDB and
+    # mongo-java-server keep its sign.
+    ferretdb = os.environ.get("DJOB_DEVSTACK_MONGO") == "ferretdb"
+    expected = dict(INTEGERS_EXPECTED, negzerod=0.0) if ferretdb else INTEGERS_EXPECTED
+    st = Stack()
+    failed = True
+    try:
+        api = st.api(tokens=TOKENS)
+        st.worker(sink=sink, api_port=api, token=WORKER, tokens=TOKENS)
+        r = request(api, "POST", "/jobs", raw=INTEGERS_BODY, token=SUBMIT)
+        check(r.status == 201, f"POST: {r}")
+        jid = r.json()["jobId"]
+        doc = wait_status(api, jid, "completed", token=SUBMIT)
+        raw = request(api, "GET", f"/jobs/{jid}", token=SUBMIT).body
+        check(same_numbers(doc["payload"], expected), f"payload {doc['payload']}")
+        # The handler got them exactly: it echoed its input as the result.
+        check(same_numbers(doc["result"], {"echo": expected}), f"result {doc['result']}")
+        for text in (b"9007199254740993", b"9223372036854775807", b"-9223372036854775808",
+                     b"0.0" if ferretdb else b"-0.0", b"1e+300", b"0.1"):
+            check(raw.count(text) >= 2, f"{text!r} not in payload and result: {raw[:600]!r}")
+        # What is refused rather than changed.
+        for bad in (b"9223372036854775808", b"1e400", b"-1e400", b"1e-400"):
+            r = request(api, "POST", "/jobs", raw=b'{"type":"compute","payload":{"n":' + bad
+                        + b"}}", token=SUBMIT)
+            expect_error(r, 400, f"payload {bad!r}")
+        failed = False
+    finally:
+        st.stop(failed)
+
+
+def test_payload_integers_are_kept_exactly_through_handler_result_and_get():
+    integers_through("store")
+    integers_through("api")
+
+
+def test_handler_results_with_bad_keys_fail_the_job_once():
+    """A handler's result with a $-prefixed or dotted key, or text that is
+    not UTF-8, is never stored: the job fails at once with the reason."""
+    st = Stack()
+    failed = True
+    try:
+        api = st.api(tokens=TOKENS)
+        st.worker(sink="store")
+        st.worker(sink="api", api_port=api, token=WORKER, tokens=TOKENS)
+        cases = [({"resultJson": '{"$set":{"a":1}}'}, "$"),
+                 ({"resultJson": '{"a.b":1}'}, "."),
+                 ({"resultJson": '{"n":99999999999999999999}'}, "64-bit"),
+                 ({"resultJson": "[" * 100}, "levels"),
+                 ({"resultBadUtf8": True}, "UTF8")]
+        ids = []
+        for payload, _ in cases:
+            r = request(api, "POST", "/jobs", {"type": "compute", "payload": payload,
+                                               "maxAttempts": 3}, token=SUBMIT)
+            check(r.status == 201, f"POST {payload}: {r}")
+            ids.append(r.json()["jobId"])
+        for jid, (payload, word) in zip(ids, cases):
+            doc = wait_status(api, jid, "failed", token=SUBMIT)
+            check(doc["attempts"] == 1, f"{payload}: ran {doc['attempts']} times: {doc}")
+            check("Handler result refused" in doc["error"] and word in doc["error"],
+                  f"{payload}: error {doc['error']!r}")
+            check("result" not in doc, f"{payload}: a result was stored: {doc}")
         failed = False
     finally:
         st.stop(failed)

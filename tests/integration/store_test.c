@@ -69,7 +69,7 @@ static const char *mode_of(djob_store_t *s)
 /* A new job, inserted as a submission does; at_ms its createdAt. */
 static void insert_job(djob_store_t *s, char id[37], int64_t *at_ms)
 {
-	cJSON *payload = cJSON_Parse("{\"input\":\"x\"}");
+	bson_t *payload = BCON_NEW("input", BCON_UTF8("x"));
 	djob_new_job_t j = {.type = "compute",
 	                    .payload = payload,
 	                    .max_attempts = 3,
@@ -80,7 +80,7 @@ static void insert_job(djob_store_t *s, char id[37], int64_t *at_ms)
 	STACK_CHECK(djob_store_insert(s, &j, 1, &e) == 0, "insert: %s", e.message);
 	memcpy(id, j.id, 37);
 	*at_ms = j.created_ms;
-	cJSON_Delete(payload);
+	bson_destroy(payload);
 }
 
 static void commands(unsigned long long counts[STORE_CMD_COUNT])

@@ -372,7 +372,7 @@ static int submit_jsonl(const cmd_t *cmd, const api_t *api, const char *path, lo
 	(void)cmd;
 	char *line = NULL;
 	size_t cap = 0;
-	long lineno = 0, first = 0;
+	long lineno = 0, first = 0, jobs = 0;
 	int rc = 0;
 	cJSON *batch = cJSON_CreateArray();
 	ssize_t got;
@@ -391,6 +391,7 @@ static int submit_jsonl(const cmd_t *cmd, const api_t *api, const char *path, lo
 		}
 		if (cJSON_GetArraySize(batch) == 0)
 			first = lineno;
+		jobs++;
 		cJSON_AddItemToArray(batch, job);
 		if (cJSON_GetArraySize(batch) == batch_max) {
 			rc = post_batch(api, batch, first, lineno, json);
@@ -402,7 +403,7 @@ static int submit_jsonl(const cmd_t *cmd, const api_t *api, const char *path, lo
 		rc = fail(EXIT_ERROR, "Cannot read %s", path);
 	if (rc == 0 && cJSON_GetArraySize(batch) > 0)
 		rc = post_batch(api, batch, first, lineno, json);
-	if (rc == 0 && lineno == 0)
+	if (rc == 0 && jobs == 0)
 		rc = fail(EXIT_ERROR, "%s holds no job", strcmp(path, "-") == 0 ? "Standard input" : path);
 	cJSON_Delete(batch);
 	free(line);
@@ -995,10 +996,8 @@ int main(int argc, char **argv)
 			return usage_error(NULL, "Unknown option %s", argv[i]);
 		i += take;
 	}
-	if (i == argc) {
-		main_usage(stderr);
-		return EXIT_USAGE;
-	}
+	if (i == argc)
+		return usage_error(NULL, "No command given");
 	const char *name = argv[i++];
 	if (strcmp(name, "help") == 0) {
 		name = i < argc ? argv[i] : NULL;

@@ -601,6 +601,7 @@ static int cmd_list(const cmd_t *cmd, args_t *a)
 		       wstatus, str_of(j, "status"), num_of(j, "attempts"), created);
 	}
 	const cJSON *next = cJSON_GetObjectItemCaseSensitive(page, "next");
+	fflush(stdout);
 	if (cJSON_IsString(next))
 		fprintf(stderr, "More jobs: djob list --cursor %s\n", next->valuestring);
 	cJSON_Delete(page);

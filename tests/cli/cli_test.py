@@ -272,9 +272,12 @@ def test_cancel_retry_watch_and_worker_control(st):
         status = json.loads(ok(djob("worker", "status", "--json", *wurl), "worker status"))
         check(status["consumer"] == "stopped", f"worker status {status}")
         check(watch.poll() is None, f"watch exited {watch.returncode}")
-    finally:
         watch.terminate()
-        watch.wait(timeout=30)
+        check(watch.wait(timeout=30) == 0, f"watch exited {watch.returncode} on SIGTERM")
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait(timeout=30)
         watch.stdout.close()
         watch.stderr.close()
 

@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 #include <civetweb.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -183,6 +184,9 @@ static int api_open(api_t *api, const cmd_t *cmd, const char *url, const char *t
 	api->token = token;
 	if (cli_url_parse(&api->url, url, why, sizeof why) != 0)
 		return usage_error(cmd, "%s", why);
+	for (const char *p = token ? token : ""; *p; p++)
+		if ((unsigned char)*p < 0x21 || *p == 0x7f)
+			return usage_error(cmd, "The token holds a space or a control character");
 	return 0;
 }
 
@@ -686,6 +690,14 @@ static int cmd_wait(const cmd_t *cmd, args_t *a)
 
 /* ---- watch ---- */
 
+static volatile sig_atomic_t interrupted = 0;
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
 typedef struct {
 	char id[64];
 	char type[64];
@@ -721,7 +733,12 @@ static int cmd_watch(const cmd_t *cmd, args_t *a)
 		return fail(EXIT_ERROR, "Out of memory");
 	watched_t *w = NULL;
 	size_t nw = 0;
-	for (;;) {
+	/* SIGINT or SIGTERM ends the watch cleanly, with exit status 0. */
+	struct sigaction sa = {0};
+	sa.sa_handler = on_interrupt;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	while (!interrupted) {
 		cJSON *page = NULL;
 		if ((rc = api_call(&api, "GET", path, NULL, &page)) != 0)
 			break;
@@ -780,7 +797,8 @@ static int cmd_watch(const cmd_t *cmd, args_t *a)
 		fflush(stdout);
 		if (rc != 0)
 			break;
-		sleep_ms(interval);
+		for (long slept = 0; slept < interval && !interrupted; slept += 50)
+			sleep_ms(interval - slept < 50 ? interval - slept : 50);
 	}
 	free(w);
 	free(path);
@@ -941,7 +959,8 @@ static const cmd_t commands[] = {
     {"watch", cmd_watch, watch_opts,
      "usage: djob watch [--status S] [--type T] [--limit N] [--interval SECONDS]\n"
      "Print the newest N jobs (default 100) and then every change of their\n"
-     "status, polling every interval (default 1 s), until interrupted.\n"},
+     "status, polling every interval (default 1 s), until interrupted\n"
+     "(SIGINT or SIGTERM: exit status 0).\n"},
     {"cancel", cmd_cancel, json_opts,
      "usage: djob cancel ID [--json]\nCancel a job that has not finished (an admin token).\n"},
     {"retry", cmd_retry, json_opts,

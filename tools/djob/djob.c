@@ -113,7 +113,8 @@ static int parse_args(const cmd_t *cmd, int argc, char **argv, args_t *a)
 			if (strlen(globals[g]) == nlen && strncmp(globals[g], name, nlen) == 0)
 				dest = gdest[g];
 		for (int k = 0; !dest && cmd && cmd->opts[k].name; k++)
-			if (strlen(cmd->opts[k].name) == nlen && strncmp(cmd->opts[k].name, name, nlen) == 0) {
+			if (strlen(cmd->opts[k].name) == nlen &&
+			    strncmp(cmd->opts[k].name, name, nlen) == 0) {
 				dest = &a->values[k];
 				set = &a->set[k];
 				flag = cmd->opts[k].flag;
@@ -124,7 +125,8 @@ static int parse_args(const cmd_t *cmd, int argc, char **argv, args_t *a)
 			*set = true;
 		if (flag) {
 			if (eq)
-				return usage_error(cmd, "Option --%.*s takes no value", (int)nlen, name);
+				return usage_error(cmd, "Option --%.*s takes no value", (int)nlen,
+				                   name);
 			*dest = "1";
 		} else if (eq) {
 			*dest = eq + 1;
@@ -213,14 +215,15 @@ static int api_refused(int status, const char *body)
 /* One request; 0 with the parsed JSON answer in *out (may be NULL: not
  * wanted) when it is 2xx, or an exit status after saying why. `ok_503`
  * takes a 503 answer as an answer (GET /health says degraded so). */
-static int api_call_status(const api_t *api, const char *method, const char *path,
-                           const char *body, cJSON **out, int *status_out, bool ok_503)
+static int api_call_status(const api_t *api, const char *method, const char *path, const char *body,
+                           cJSON **out, int *status_out, bool ok_503)
 {
 	char why[512], *resp = NULL;
 	int status;
 	if (out)
 		*out = NULL;
-	if (cli_http(&api->url, method, path, body, api->token, &status, &resp, why, sizeof why) != 0)
+	if (cli_http(&api->url, method, path, body, api->token, &status, &resp, why, sizeof why) !=
+	    0)
 		return fail(EXIT_ERROR, "%s (%s)", why, api->url_text);
 	if (status_out)
 		*status_out = status;
@@ -228,7 +231,8 @@ static int api_call_status(const api_t *api, const char *method, const char *pat
 	if ((status < 200 || status > 299) && !(ok_503 && status == 503)) {
 		rc = api_refused(status, resp);
 	} else if (out && !(*out = cJSON_Parse(resp))) {
-		rc = fail(EXIT_ERROR, "The answer of %s %s is not JSON (HTTP %d)", method, path, status);
+		rc = fail(EXIT_ERROR, "The answer of %s %s is not JSON (HTTP %d)", method, path,
+		          status);
 	}
 	free(resp);
 	return rc;
@@ -347,8 +351,8 @@ static int post_batch(const api_t *api, cJSON *batch, long first, long last, boo
 		return fail(EXIT_ERROR, "Out of memory");
 	char why[512], *resp = NULL;
 	int status, rc = 0;
-	if (cli_http(&api->url, "POST", "/jobs", body, api->token, &status, &resp, why, sizeof why) !=
-	    0) {
+	if (cli_http(&api->url, "POST", "/jobs", body, api->token, &status, &resp, why,
+	             sizeof why) != 0) {
 		rc = fail(EXIT_ERROR, "Lines %ld-%ld: %s (%s)", first, last, why, api->url_text);
 	} else if (status < 200 || status > 299) {
 		fprintf(stderr, "djob: lines %ld-%ld were not submitted:\n", first, last);
@@ -408,7 +412,8 @@ static int submit_jsonl(const cmd_t *cmd, const api_t *api, const char *path, lo
 	if (rc == 0 && cJSON_GetArraySize(batch) > 0)
 		rc = post_batch(api, batch, first, lineno, json);
 	if (rc == 0 && jobs == 0)
-		rc = fail(EXIT_ERROR, "%s holds no job", strcmp(path, "-") == 0 ? "Standard input" : path);
+		rc = fail(EXIT_ERROR, "%s holds no job",
+		          strcmp(path, "-") == 0 ? "Standard input" : path);
 	cJSON_Delete(batch);
 	free(line);
 	if (f != stdin)
@@ -471,7 +476,8 @@ static int cmd_submit(const cmd_t *cmd, args_t *a)
 	char *body = cJSON_PrintUnformatted(job);
 	cJSON_Delete(job);
 	cJSON *answer = NULL;
-	rc = body ? api_call(&api, "POST", "/jobs", body, &answer) : fail(EXIT_ERROR, "Out of memory");
+	rc = body ? api_call(&api, "POST", "/jobs", body, &answer)
+	          : fail(EXIT_ERROR, "Out of memory");
 	free(body);
 	if (rc == 0) {
 		if (json)
@@ -526,8 +532,7 @@ static int cmd_retry(const cmd_t *cmd, args_t *a)
 /* ---- list ---- */
 
 /* "?status=..&type=..&limit=..&after=.." from the options set. */
-static char *list_query(const char *status, const char *type, const char *limit,
-                        const char *cursor)
+static char *list_query(const char *status, const char *type, const char *limit, const char *cursor)
 {
 	const char *keys[] = {"status", "type", "limit", "after"};
 	const char *vals[] = {status, type, limit, cursor};
@@ -649,7 +654,8 @@ static int cmd_wait(const cmd_t *cmd, args_t *a)
 				continue;
 			char *path = job_path(a->pos[i], "");
 			cJSON *doc = NULL;
-			rc = path ? api_call(&api, "GET", path, NULL, &doc) : fail(EXIT_ERROR, "Out of memory");
+			rc = path ? api_call(&api, "GET", path, NULL, &doc)
+			          : fail(EXIT_ERROR, "Out of memory");
 			free(path);
 			const char *st = rc == 0 ? str_of(doc, "status") : "";
 			if (rc == 0 && is_terminal_status(st)) {
@@ -683,7 +689,8 @@ static int cmd_wait(const cmd_t *cmd, args_t *a)
 		for (int i = 0; i < n; i++)
 			if (!finished[i])
 				printf("%s not finished\n", a->pos[i]);
-		return fail(EXIT_TIMEOUT, "%d of %d jobs did not finish within %s s", n - done, n, t);
+		return fail(EXIT_TIMEOUT, "%d of %d jobs did not finish within %s s", n - done, n,
+		            t);
 	}
 	return failed ? EXIT_NOT_COMPLETED : 0;
 }
@@ -727,8 +734,8 @@ static int cmd_watch(const cmd_t *cmd, args_t *a)
 		return usage_error(cmd, "--interval must be a number of seconds from 0.1 to 86400");
 	if (limit && !parse_long(limit, 1, 1000, &l))
 		return usage_error(cmd, "--limit must be a number from 1 to 1000");
-	char *path = list_query(opt(cmd, a, "status"), opt(cmd, a, "type"), limit ? limit : "100",
-	                        NULL);
+	char *path =
+		list_query(opt(cmd, a, "status"), opt(cmd, a, "type"), limit ? limit : "100", NULL);
 	if (!path)
 		return fail(EXIT_ERROR, "Out of memory");
 	watched_t *w = NULL;
@@ -766,7 +773,8 @@ static int cmd_watch(const cmd_t *cmd, args_t *a)
 				snprintf(w[k].status, sizeof w[k].status, "%s", st);
 				printf("%s %s %s %s\n", ts, w[k].id, w[k].type, st);
 			} else if (strcmp(w[k].status, st) != 0) {
-				printf("%s %s %s %s -> %s\n", ts, w[k].id, w[k].type, w[k].status, st);
+				printf("%s %s %s %s -> %s\n", ts, w[k].id, w[k].type, w[k].status,
+				       st);
 				snprintf(w[k].status, sizeof w[k].status, "%s", st);
 			}
 			w[k].seen = true;
@@ -781,13 +789,15 @@ static int cmd_watch(const cmd_t *cmd, args_t *a)
 			char *jp = job_path(w[k].id, "");
 			char why[512], *resp = NULL;
 			int status = 0;
-			if (jp && cli_http(&api.url, "GET", jp, NULL, api.token, &status, &resp, why,
-			                   sizeof why) == 0 &&
+			if (jp &&
+			    cli_http(&api.url, "GET", jp, NULL, api.token, &status, &resp, why,
+			             sizeof why) == 0 &&
 			    status == 200) {
 				cJSON *doc = cJSON_Parse(resp);
 				const char *st = str_of(doc, "status");
 				if (*st && strcmp(st, w[k].status) != 0)
-					printf("%s %s %s %s -> %s\n", ts, w[k].id, w[k].type, w[k].status, st);
+					printf("%s %s %s %s -> %s\n", ts, w[k].id, w[k].type,
+					       w[k].status, st);
 				cJSON_Delete(doc);
 			}
 			free(resp);
@@ -917,64 +927,63 @@ static int cmd_worker(const cmd_t *cmd, args_t *a)
 
 /* ---- the commands ---- */
 
-#define GLOBAL_HELP                                                                            \
+#define GLOBAL_HELP                                                                                \
 	"  --url URL        djob-api's base URL (DJOB_API_URL; " DEFAULT_API_URL ")\n"             \
 	"  --token TOKEN    bearer token (DJOB_TOKEN)\n"
 
-static const opt_t submit_opts[] = {{"jsonl", false},        {"batch", false},
-                                    {"run-at", false},       {"max-attempts", false},
-                                    {"idempotency-key", false}, {"json", true},
-                                    {NULL, false}};
+static const opt_t submit_opts[] = {
+	{"jsonl", false},           {"batch", false}, {"run-at", false}, {"max-attempts", false},
+	{"idempotency-key", false}, {"json", true},   {NULL, false}};
 static const opt_t json_opts[] = {{"json", true}, {NULL, false}};
 static const opt_t list_opts[] = {{"status", false}, {"type", false}, {"limit", false},
                                   {"cursor", false}, {"json", true},  {NULL, false}};
 static const opt_t wait_opts[] = {{"timeout", false}, {NULL, false}};
-static const opt_t watch_opts[] = {{"status", false}, {"type", false}, {"limit", false},
-                                   {"interval", false}, {NULL, false}};
+static const opt_t watch_opts[] = {
+	{"status", false}, {"type", false}, {"limit", false}, {"interval", false}, {NULL, false}};
 
 static const cmd_t commands[] = {
-    {"submit", cmd_submit, submit_opts,
-     "usage: djob submit TYPE [PAYLOAD|@FILE|-] [options]\n"
-     "       djob submit --jsonl FILE|- [--batch N]\n"
-     "Submit a job of TYPE whose payload is the JSON object PAYLOAD (default {}),\n"
-     "read from FILE or from standard input (-); print its id. With --jsonl,\n"
-     "submit one job a line, each a JSON object as POST /jobs takes it\n"
-     "({\"type\":...,\"payload\":{...}}), N jobs to a request (default 100, at most\n"
-     "1000), and print their ids in order; a refused request stops there.\n"
-     "  --run-at ISO-8601          start no earlier than then\n"
-     "  --max-attempts N           attempts before the job fails (1-1000)\n"
-     "  --idempotency-key KEY      a repeat returns the first job\n"
-     "  --json                     print the API's answer\n"},
-    {"get", cmd_get, json_opts,
-     "usage: djob get ID\nPrint the job document.\n"},
-    {"list", cmd_list, list_opts,
-     "usage: djob list [--status S] [--type T] [--limit N] [--cursor C] [--json]\n"
-     "List jobs, newest first, as a table (--json: the API's page). When there\n"
-     "are more, standard error tells the --cursor of the next page.\n"},
-    {"wait", cmd_wait, wait_opts,
-     "usage: djob wait ID... [--timeout SECONDS]\n"
-     "Wait until every job is completed, failed or cancelled, printing each as it\n"
-     "ends (with a progress bar on a terminal). Exit status: 0 all completed, 3\n"
-     "some failed or were cancelled, 4 the timeout came first.\n"},
-    {"watch", cmd_watch, watch_opts,
-     "usage: djob watch [--status S] [--type T] [--limit N] [--interval SECONDS]\n"
-     "Print the newest N jobs (default 100) and then every change of their\n"
-     "status, polling every interval (default 1 s), until interrupted\n"
-     "(SIGINT or SIGTERM: exit status 0).\n"},
-    {"cancel", cmd_cancel, json_opts,
-     "usage: djob cancel ID [--json]\nCancel a job that has not finished (an admin token).\n"},
-    {"retry", cmd_retry, json_opts,
-     "usage: djob retry ID [--json]\nRequeue a failed or cancelled job (an admin token).\n"},
-    {"health", cmd_health, json_opts,
-     "usage: djob health [--json]\nWhether the API reaches Kafka and MongoDB (exit 1 when not).\n"},
-    {"stats", cmd_stats, json_opts,
-     "usage: djob stats [--json]\n"
-     "Jobs by type and status, and how many completed and failed in the last\n"
-     "minute and hour (GET /stats).\n"},
-    {"worker", cmd_worker, json_opts,
-     "usage: djob worker start|stop|status [--worker-url URL] [--json]\n"
-     "Start or stop a worker's consumer, or print its health.\n"
-     "  --worker-url URL   the worker's base URL (DJOB_WORKER_URL; " DEFAULT_WORKER_URL ")\n"},
+	{"submit", cmd_submit, submit_opts,
+         "usage: djob submit TYPE [PAYLOAD|@FILE|-] [options]\n"
+         "       djob submit --jsonl FILE|- [--batch N]\n"
+         "Submit a job of TYPE whose payload is the JSON object PAYLOAD (default {}),\n"
+         "read from FILE or from standard input (-); print its id. With --jsonl,\n"
+         "submit one job a line, each a JSON object as POST /jobs takes it\n"
+         "({\"type\":...,\"payload\":{...}}), N jobs to a request (default 100, at most\n"
+         "1000), and print their ids in order; a refused request stops there.\n"
+         "  --run-at ISO-8601          start no earlier than then\n"
+         "  --max-attempts N           attempts before the job fails (1-1000)\n"
+         "  --idempotency-key KEY      a repeat returns the first job\n"
+         "  --json                     print the API's answer\n"},
+	{"get", cmd_get, json_opts, "usage: djob get ID\nPrint the job document.\n"},
+	{"list", cmd_list, list_opts,
+         "usage: djob list [--status S] [--type T] [--limit N] [--cursor C] [--json]\n"
+         "List jobs, newest first, as a table (--json: the API's page). When there\n"
+         "are more, standard error tells the --cursor of the next page.\n"},
+	{"wait", cmd_wait, wait_opts,
+         "usage: djob wait ID... [--timeout SECONDS]\n"
+         "Wait until every job is completed, failed or cancelled, printing each as it\n"
+         "ends (with a progress bar on a terminal). Exit status: 0 all completed, 3\n"
+         "some failed or were cancelled, 4 the timeout came first.\n"},
+	{"watch", cmd_watch, watch_opts,
+         "usage: djob watch [--status S] [--type T] [--limit N] [--interval SECONDS]\n"
+         "Print the newest N jobs (default 100) and then every change of their\n"
+         "status, polling every interval (default 1 s), until interrupted\n"
+         "(SIGINT or SIGTERM: exit status 0).\n"},
+	{"cancel", cmd_cancel, json_opts,
+         "usage: djob cancel ID [--json]\nCancel a job that has not finished (an admin token).\n"},
+	{"retry", cmd_retry, json_opts,
+         "usage: djob retry ID [--json]\nRequeue a failed or cancelled job (an admin token).\n"},
+	{"health", cmd_health, json_opts,
+         "usage: djob health [--json]\nWhether the API reaches Kafka and MongoDB (exit 1 when "
+         "not).\n"},
+	{"stats", cmd_stats, json_opts,
+         "usage: djob stats [--json]\n"
+         "Jobs by type and status, and how many completed and failed in the last\n"
+         "minute and hour (GET /stats).\n"},
+	{"worker", cmd_worker, json_opts,
+         "usage: djob worker start|stop|status [--worker-url URL] [--json]\n"
+         "Start or stop a worker's consumer, or print its health.\n"
+         "  --worker-url URL   the worker's base URL (DJOB_WORKER_URL; " DEFAULT_WORKER_URL ")\n"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -67,8 +67,8 @@ char *cli_encode(const char *s)
 	if (!out)
 		return NULL;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		    strchr("-._~", *p)) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr("-._~", *p)) {
 			*o++ = (char)*p;
 		} else {
 			*o++ = '%';
@@ -116,10 +116,12 @@ int cli_http(const cli_url_t *u, const char *method, const char *path, const cha
 		*status = mg_get_response_info(c)->status_code;
 		for (;;) {
 			if (cap - n < 4096) {
-				char *b = cap < RESPONSE_MAX ? realloc(buf, cap = cap ? cap * 2 : 8192) : NULL;
+				char *b = cap < RESPONSE_MAX
+				                  ? realloc(buf, cap = cap ? cap * 2 : 8192)
+				                  : NULL;
 				if (!b) {
-					snprintf(why, why_len, "The answer from %s:%d is too large", u->host,
-					         u->port);
+					snprintf(why, why_len, "The answer from %s:%d is too large",
+					         u->host, u->port);
 					rc = -1;
 					break;
 				}

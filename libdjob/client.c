@@ -504,6 +504,14 @@ int djob_client_stats(char **json_out, djob_client_t *c, djob_error_t *err)
 	return 0;
 }
 
+int djob_client_job_stats(char **json_out, djob_client_t *c, djob_error_t *err)
+{
+	*json_out = NULL;
+	if (!c)
+		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
+	return djob_store_stats(c->store, json_out, err);
+}
+
 static int check_id(const char *id, djob_error_t *err)
 {
 	if (!id || !djob_id_is_valid(id))

@@ -227,6 +227,16 @@ static int api_handler(struct mg_connection *conn, void *cbdata)
 			djob_http_send(&r, 200, "text/plain; version=0.0.4", text, strlen(text),
 			               NULL, NULL);
 		free(text);
+	} else if (strcmp(uri, "/stats") == 0) {
+		r.route = "/stats";
+		if (!get) {
+			djob_http_send_405(&r, "GET");
+		} else if (djob_http_authorize(&r, DJOB_PERM_READ) == 0) {
+			char *out = NULL;
+			djob_error_t e;
+			int rc = djob_client_job_stats(&out, s->client, &e);
+			reply(&r, rc, &e, out, 200);
+		}
 	} else if (strcmp(uri, "/jobs") == 0) {
 		r.route = "/jobs";
 		if (strcmp(m, "POST") == 0) {

@@ -105,6 +105,11 @@ int djob_store_retry(djob_store_t *store, const char *id, char **json_out, djob_
 int djob_store_list(djob_store_t *store, const char *status, const char *type, int limit,
                     const char *after, char **json_out, djob_error_t *err);
 
+/* Jobs by status and type and recent throughput, as GET /stats answers
+ * them, from a snapshot at most about a second old (store_stats.c).
+ * Ownership: free() *json_out. */
+int djob_store_stats(djob_store_t *store, char **json_out, djob_error_t *err);
+
 /* 0 when the server answers a ping. */
 int djob_store_ping(djob_store_t *store, djob_error_t *err);
 

@@ -56,6 +56,10 @@ typedef enum {
 	STORE_CMD_COUNT
 } store_cmd_t;
 
+/* The last figures of djob_store_stats (store_stats.c). */
+typedef struct djob_store_stats_s djob_store_stats_t;
+void djob_store_stats_free(djob_store_stats_t *stats);
+
 struct djob_store_s {
 	djob_config_t *conf;
 	mongoc_client_pool_t *pool;
@@ -65,6 +69,7 @@ struct djob_store_s {
 	atomic_int mode;               /* store_mode_t */
 	atomic_llong locks_expired_ms; /* when the sweep last deleted old locks */
 	char server[96];               /* what the server said it is, once the mode is known */
+	djob_store_stats_t *stats;     /* created at the first djob_store_stats */
 };
 
 typedef struct {

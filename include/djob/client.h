@@ -121,6 +121,18 @@ DJOB_EXTERN int djob_client_health(djob_client_t *client, int max_age_ms, int *k
  * djob_free. */
 DJOB_EXTERN int djob_client_stats(char **json_out, djob_client_t *client, djob_error_t *err);
 
+/* The jobs of the collection, as GET /stats answers: {"asOf":...,
+ * "total":n, "byStatus":{"queued":n,...}, "byType":{"<type>":{"total":n,
+ * "queued":n,...}}, "throughput":{"perMinute":{"start":...,
+ * "intervalSeconds":60,"completed":[60 counts],"failed":[...]},
+ * "perSecond":{... 1 ...}}}: the last bucket of each series is the current
+ * minute or second. Read from the jobs themselves at most about once a
+ * second per client (less often on a collection that takes long to read),
+ * so exact once jobs stop changing; asOf says when. (djob_client_stats,
+ * above, counts this client's own submissions.) Ownership: *json_out is
+ * allocated, free with djob_free. */
+DJOB_EXTERN int djob_client_job_stats(char **json_out, djob_client_t *client, djob_error_t *err);
+
 DJOB_END_DECLS
 
 #endif

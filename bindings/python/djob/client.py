@@ -209,6 +209,14 @@ class Client:
         be lower than submissions."""
         return self._call_json(_ffi.djob_client_stats)
 
+    def job_stats(self):
+        """The jobs of the collection, as GET /stats answers: {"asOf",
+        "total", "byStatus": {status: n}, "byType": {type: {"total",
+        status: n}}, "throughput": {"perMinute"|"perSecond": {"start",
+        "intervalSeconds", "completed": [60 counts], "failed": [...]}}}.
+        Read at most about once a second, so exact once jobs stop changing."""
+        return self._call_json(_ffi.djob_client_job_stats)
+
     def ping(self):
         """Whether the servers answer: {"kafka": bool, "mongo": bool}."""
         kafka_ok, mongo_ok = ctypes.c_int(), ctypes.c_int()

@@ -87,6 +87,7 @@ int djob_http_init(djob_http_t *h, const djob_config_t *conf, const char *compon
 	                          "MongoDB commands sent by this process, by command")))
 		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
 	h->body_max = djob_config_get_int(conf, "api.body.max.bytes");
+	h->request_timeout_ms = djob_config_get_int(conf, "http.request.timeout.ms");
 	if (rc != 0)
 		djob_http_cleanup(h);
 	return rc;
@@ -126,6 +127,13 @@ void djob_http_cleanup(djob_http_t *h)
 static int civetweb_log(const struct mg_connection *conn, const char *message)
 {
 	djob_http_t *h = mg_get_user_data(mg_get_context(conn));
+	/* At start the first message is why the start failed (a port in use):
+	 * it goes into the start's error, not into a log line of its own. */
+	if (h && h->starting) {
+		if (!h->start_error[0])
+			snprintf(h->start_error, sizeof h->start_error, "%s", message);
+		return 1;
+	}
 	djob_logf(h ? h->conf : NULL, DJOB_LOG_WARNING, h ? h->component : "http", "civetweb: %s",
 	          message);
 	return 1;
@@ -165,12 +173,25 @@ int djob_http_start(djob_http_t *h, long port, mg_request_handler handler, void 
 	/* tcp_nodelay: a response goes out as two writes (headers, body);
 	 * with Nagle's algorithm the body waits for the client's delayed ACK,
 	 * which put 40 ms on every keep-alive request. */
+	/* A connection holds a thread while it is open (civetweb 1.15): idle
+	 * clients are bounded by the request and keep-alive timeouts, and the
+	 * ones beyond the threads wait in the backlog. */
+	char threads[16], request_ms[16], keepalive_ms[16], backlog[16];
+	snprintf(threads, sizeof threads, "%ld", djob_config_get_int(h->conf, "http.threads"));
+	snprintf(request_ms, sizeof request_ms, "%ld", h->request_timeout_ms);
+	snprintf(keepalive_ms, sizeof keepalive_ms, "%ld",
+	         djob_config_get_int(h->conf, "http.keepalive.timeout.ms"));
+	snprintf(backlog, sizeof backlog, "%ld", djob_config_get_int(h->conf, "http.backlog"));
 	const char *options[] = {"listening_ports",
 	                         ports,
 	                         "num_threads",
-	                         "64",
+	                         threads,
 	                         "request_timeout_ms",
-	                         "30000",
+	                         request_ms,
+	                         "keep_alive_timeout_ms",
+	                         keepalive_ms,
+	                         "listen_backlog",
+	                         backlog,
 	                         "enable_keep_alive",
 	                         "yes",
 	                         "tcp_nodelay",
@@ -187,10 +208,15 @@ int djob_http_start(djob_http_t *h, long port, mg_request_handler handler, void 
 	init.callbacks = &cb;
 	init.user_data = h;
 	init.configuration_options = options;
+	h->start_error[0] = '\0';
+	h->starting = true;
 	h->ctx = mg_start2(&init, &ed);
+	h->starting = false;
 	if (!h->ctx)
 		return djob_set_error(err, DJOB_EINVAL, 1, "Cannot listen on %s: %s", ports,
-		                      ebuf[0] ? ebuf : "unknown error");
+		                      h->start_error[0] ? h->start_error
+		                      : ebuf[0]         ? ebuf
+		                                        : "unknown error");
 	mg_set_request_handler(h->ctx, "/", handler, cbdata);
 	djob_logf(h->conf, DJOB_LOG_INFO, h->component, "Listening on %s", ports);
 	return 0;
@@ -397,7 +423,16 @@ int djob_http_read_body(djob_http_req_t *r, char **body, size_t *len)
 		return -1;
 	}
 	size_t n = 0;
+	/* One slow client must not hold a thread for long: each mg_read waits
+	 * at most http.request.timeout.ms, and the whole body gets as long. */
+	long limit_ms = r->h->request_timeout_ms > 0 ? r->h->request_timeout_ms : 5000;
+	int64_t deadline = djob_mono_ms() + limit_ms;
+	bool late = false, cut = false;
 	for (;;) {
+		if (djob_mono_ms() > deadline) {
+			late = true;
+			break;
+		}
 		if (n + 1 >= cap) {
 			if ((long long)n > max)
 				break;
@@ -411,11 +446,23 @@ int djob_http_read_body(djob_http_req_t *r, char **body, size_t *len)
 			cap *= 2;
 		}
 		int got = mg_read(r->conn, buf + n, cap - n - 1);
-		if (got <= 0)
+		if (got < 0 || (got == 0 && cl >= 0 && (long long)n < cl)) {
+			cut = true; /* timed out or closed before Content-Length */
+			break;
+		}
+		if (got == 0)
 			break;
 		n += (size_t)got;
 		if ((long long)n > max)
 			break;
+	}
+	if (late || cut) {
+		free(buf);
+		r->close = true;
+		char tmsg[96];
+		snprintf(tmsg, sizeof tmsg, "Request body did not arrive within %ld ms", limit_ms);
+		djob_http_send_error(r, 408, tmsg);
+		return -1;
 	}
 	if ((long long)n > max) {
 		free(buf);

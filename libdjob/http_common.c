@@ -6,10 +6,14 @@
 #include "http_private.h"
 #include "store.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static pthread_once_t civetweb_once = PTHREAD_ONCE_INIT;
 
@@ -67,10 +71,114 @@ static int parse_tokens(djob_http_t *h, const char *spec, djob_error_t *err)
 	return 0;
 }
 
+/* ---- slow bodies ----
+ *
+ * civetweb's mg_read returns only once it has every byte asked for, or once
+ * no byte came for request_timeout_ms: a client sending one byte a second
+ * holds a thread for as long as its body lasts. So each body read is
+ * registered here with its deadline, and a thread shuts the reading side
+ * of the connection's socket once the deadline has passed: mg_read returns,
+ * and the handler can still write its 408. civetweb does not give out the
+ * socket; it is found by its two ports and the client's address, which
+ * cannot name another connection while the read is registered (the
+ * connection stays open until the handler returns). */
+typedef struct djob_body_watch_s {
+	int64_t deadline;
+	const struct mg_request_info *ri;
+	bool fired;
+	struct djob_body_watch_s *next;
+} body_watch_t;
+
+static int sock_port(const struct sockaddr_storage *a, char *addr, size_t len)
+{
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)a;
+		inet_ntop(AF_INET, &in->sin_addr, addr, (socklen_t)len);
+		return ntohs(in->sin_port);
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)a;
+		inet_ntop(AF_INET6, &in6->sin6_addr, addr, (socklen_t)len);
+		return ntohs(in6->sin6_port);
+	}
+	return -1;
+}
+
+static void cut_off(const struct mg_request_info *ri)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	while (d && (e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name);
+		struct sockaddr_storage a;
+		socklen_t alen = sizeof a;
+		char addr[64];
+		if (fd <= 2 || getsockname(fd, (struct sockaddr *)&a, &alen) != 0 ||
+		    sock_port(&a, addr, sizeof addr) != ri->server_port)
+			continue;
+		alen = sizeof a;
+		if (getpeername(fd, (struct sockaddr *)&a, &alen) == 0 &&
+		    sock_port(&a, addr, sizeof addr) == ri->remote_port &&
+		    strcmp(addr, ri->remote_addr) == 0) {
+			shutdown(fd, SHUT_RD);
+			break;
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
+static void *body_watch(void *arg)
+{
+	djob_http_t *h = arg;
+	pthread_mutex_lock(&h->watch_mu);
+	while (!h->watch_quit) {
+		int64_t now = djob_mono_ms();
+		for (body_watch_t *w = h->watches; w; w = w->next) {
+			if (!w->fired && now > w->deadline) {
+				w->fired = true;
+				cut_off(w->ri);
+			}
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 250 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&h->watch_cv, &h->watch_mu, &ts);
+	}
+	pthread_mutex_unlock(&h->watch_mu);
+	return NULL;
+}
+
+static void watch_add(djob_http_t *h, body_watch_t *w)
+{
+	pthread_mutex_lock(&h->watch_mu);
+	w->next = h->watches;
+	h->watches = w;
+	pthread_mutex_unlock(&h->watch_mu);
+}
+
+static void watch_remove(djob_http_t *h, body_watch_t *w)
+{
+	pthread_mutex_lock(&h->watch_mu);
+	for (body_watch_t **p = &h->watches; *p; p = &(*p)->next) {
+		if (*p == w) {
+			*p = w->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&h->watch_mu);
+}
+
 int djob_http_init(djob_http_t *h, const djob_config_t *conf, const char *component,
                    djob_error_t *err)
 {
 	memset(h, 0, sizeof *h);
+	pthread_mutex_init(&h->watch_mu, NULL);
+	pthread_cond_init(&h->watch_cv, NULL);
 	pthread_once(&civetweb_once, civetweb_init);
 	h->component = component;
 	int rc = djob_config_dup(&h->conf, conf, err);
@@ -122,6 +230,8 @@ void djob_http_cleanup(djob_http_t *h)
 	h->metrics = NULL;
 	djob_config_free(h->conf);
 	h->conf = NULL;
+	pthread_cond_destroy(&h->watch_cv);
+	pthread_mutex_destroy(&h->watch_mu);
 }
 
 static int civetweb_log(const struct mg_connection *conn, const char *message)
@@ -217,6 +327,13 @@ int djob_http_start(djob_http_t *h, long port, mg_request_handler handler, void 
 		                      h->start_error[0] ? h->start_error
 		                      : ebuf[0]         ? ebuf
 		                                        : "unknown error");
+	h->watch_quit = false;
+	if (pthread_create(&h->watch_thread, NULL, body_watch, h) != 0) {
+		mg_stop(h->ctx);
+		h->ctx = NULL;
+		return djob_set_error(err, DJOB_EINTERNAL, 0, "Cannot start a thread");
+	}
+	h->watch_started = true;
 	mg_set_request_handler(h->ctx, "/", handler, cbdata);
 	djob_logf(h->conf, DJOB_LOG_INFO, h->component, "Listening on %s", ports);
 	return 0;
@@ -227,6 +344,14 @@ void djob_http_stop(djob_http_t *h)
 	if (h->ctx) {
 		mg_stop(h->ctx);
 		h->ctx = NULL;
+	}
+	if (h->watch_started) {
+		pthread_mutex_lock(&h->watch_mu);
+		h->watch_quit = true;
+		pthread_cond_broadcast(&h->watch_cv);
+		pthread_mutex_unlock(&h->watch_mu);
+		pthread_join(h->watch_thread, NULL);
+		h->watch_started = false;
 	}
 }
 
@@ -428,6 +553,8 @@ int djob_http_read_body(djob_http_req_t *r, char **body, size_t *len)
 	long limit_ms = r->h->request_timeout_ms > 0 ? r->h->request_timeout_ms : 5000;
 	int64_t deadline = djob_mono_ms() + limit_ms;
 	bool late = false, cut = false;
+	body_watch_t watch = {deadline, r->ri, false, NULL};
+	watch_add(r->h, &watch);
 	for (;;) {
 		if (djob_mono_ms() > deadline) {
 			late = true;
@@ -438,6 +565,7 @@ int djob_http_read_body(djob_http_req_t *r, char **body, size_t *len)
 				break;
 			char *b = realloc(buf, cap * 2);
 			if (!b) {
+				watch_remove(r->h, &watch);
 				free(buf);
 				djob_http_send_error(r, 500, "Out of memory");
 				return -1;
@@ -456,6 +584,8 @@ int djob_http_read_body(djob_http_req_t *r, char **body, size_t *len)
 		if ((long long)n > max)
 			break;
 	}
+	watch_remove(r->h, &watch);
+	late |= watch.fired;
 	if (late || cut) {
 		free(buf);
 		r->close = true;

@@ -15,6 +15,7 @@
 #include "metrics.h"
 
 #include <civetweb.h>
+#include <pthread.h>
 
 /* What a request needs; a role grants a set of these. */
 enum {
@@ -42,6 +43,14 @@ typedef struct {
 	long request_timeout_ms; /* http.request.timeout.ms: headers, and a whole body */
 	bool starting;           /* in mg_start2: civetweb's messages are the cause */
 	char start_error[256];
+	/* Bodies being read, and the thread that cuts the slow ones off
+	 * (http_common.c, body_watch). */
+	pthread_mutex_t watch_mu;
+	pthread_cond_t watch_cv;
+	struct djob_body_watch_s *watches;
+	pthread_t watch_thread;
+	bool watch_started;
+	bool watch_quit;
 } djob_http_t;
 
 /* Copy conf, parse api.tokens ("token:role,..."; roles submit, worker,

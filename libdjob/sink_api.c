@@ -530,7 +530,8 @@ static int read_reply(conn_t *c, reply_t *r, bool *none)
 	const char *v = header_value(buf, "Content-Length", &vlen);
 	long long clen = v ? strtoll(v, NULL, 10) : -1;
 	const char *conn_hdr = header_value(buf, "Connection", &vlen);
-	r->keep = clen >= 0 && !(conn_hdr && vlen == 5 && strncasecmp(conn_hdr, "close", 5) == 0);
+	r->keep = clen >= 0 && strncmp(buf, "HTTP/1.1", 8) == 0 &&
+	          !(conn_hdr && vlen == 5 && strncasecmp(conn_hdr, "close", 5) == 0);
 	if (header_value(buf, "Transfer-Encoding", &vlen) || clen > API_RESPONSE_MAX)
 		goto bad;
 	/* The body: Content-Length bytes, or up to the close. */
@@ -757,7 +758,9 @@ int djob_sink_api_new(djob_sink_t **out, const djob_config_t *conf, djob_error_t
 		else
 			s->auth[0] = '\0';
 	}
-	if (rc == 0 && !s->ssl && token && *token && !s->iplen && strcmp(s->host, "localhost") != 0)
+	bool loopback = strcmp(s->host, "localhost") == 0 || (s->iplen == 4 && s->ip[0] == 127) ||
+	                (s->iplen == 16 && strcmp(s->host, "::1") == 0);
+	if (rc == 0 && !s->ssl && token && *token && !loopback)
 		djob_logf(s->conf, DJOB_LOG_WARNING, "sink",
 		          "api.url %s is not https://: the token crosses the network in clear text",
 		          s->hosthdr);

@@ -52,8 +52,8 @@ typedef struct conn_s {
 
 typedef struct {
 	djob_config_t *conf;
-	char host[256];     /* without an IPv6 literal's brackets */
-	char hosthdr[300];  /* the Host header's value */
+	char host[256];    /* without an IPv6 literal's brackets */
+	char hosthdr[300]; /* the Host header's value */
 	int port;
 	int ssl;
 	unsigned char ip[16]; /* the host as an address, when it is one */
@@ -147,8 +147,8 @@ static bool san_has_ip(const mbedtls_x509_crt *crt, const unsigned char *ip, siz
 {
 	unsigned char *p = crt->v3_ext.p, *end = p ? p + crt->v3_ext.len : NULL;
 	size_t len;
-	if (!p || mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED |
-	                                                   MBEDTLS_ASN1_SEQUENCE) != 0)
+	if (!p || mbedtls_asn1_get_tag(&p, end, &len,
+	                               MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
 		return false;
 	end = p + len;
 	while (p < end) {
@@ -173,7 +173,8 @@ static bool san_has_ip(const mbedtls_x509_crt *crt, const unsigned char *ip, siz
 			unsigned char *q = p;
 			size_t names;
 			if (mbedtls_asn1_get_tag(&q, ext_end, &names,
-			                         MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
+			                         MBEDTLS_ASN1_CONSTRUCTED |
+			                                 MBEDTLS_ASN1_SEQUENCE) != 0)
 				return false;
 			unsigned char *names_end = q + names;
 			while (q < names_end) {
@@ -220,18 +221,20 @@ static int tls_setup(api_sink_t *s, djob_error_t *err)
 		ret = mbedtls_x509_crt_parse_file(&s->ca, file);
 		if (ret != 0) {
 			tls_error(ret, msg, sizeof msg);
-			return djob_set_error(err, DJOB_EINVAL, 0,
-			                      "Cannot read the CA certificates of api.tls.ca.file %s: %s",
-			                      file, msg);
+			return djob_set_error(
+				err, DJOB_EINVAL, 0,
+				"Cannot read the CA certificates of api.tls.ca.file %s: %s", file,
+				msg);
 		}
 	} else {
 		/* A directory such as /etc/ssl/certs may hold files that are not
 		 * certificates: it is enough that some are. */
 		ret = dir ? mbedtls_x509_crt_parse_path(&s->ca, dir) : -1;
 		if (ret < 0 || s->ca.version == 0)
-			return djob_set_error(err, DJOB_EINVAL, 0,
-			                      "No CA certificate could be read from api.tls.ca.dir %s",
-			                      dir ? dir : "(unset)");
+			return djob_set_error(
+				err, DJOB_EINVAL, 0,
+				"No CA certificate could be read from api.tls.ca.dir %s",
+				dir ? dir : "(unset)");
 	}
 	ret = mbedtls_ssl_config_defaults(&s->tls, MBEDTLS_SSL_IS_CLIENT,
 	                                  MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
@@ -363,7 +366,8 @@ static int conn_open(api_sink_t *s, conn_t **out, djob_error_t *err)
 			mbedtls_ssl_set_bio(&c->ssl, &c->fd, bio_send, bio_recv, NULL);
 			do
 				ret = mbedtls_ssl_handshake(&c->ssl);
-			while (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE);
+			while (ret == MBEDTLS_ERR_SSL_WANT_READ ||
+			       ret == MBEDTLS_ERR_SSL_WANT_WRITE);
 		}
 		if (ret != 0) {
 			char m[1024];
@@ -375,7 +379,8 @@ static int conn_open(api_sink_t *s, conn_t **out, djob_error_t *err)
 					if (*p == '\n')
 						*p = p[1] ? ';' : '\0';
 				snprintf(m, sizeof m,
-				         "Refusing the API at %s: its certificate failed verification (%s)",
+				         "Refusing the API at %s: its certificate failed "
+				         "verification (%s)",
 				         s->hosthdr, info);
 			} else {
 				tls_error(ret, why, sizeof why);
@@ -591,7 +596,8 @@ static int patch(api_sink_t *s, const char *id, const char *body, char **resp, d
 		bool reused = c != NULL, none = false;
 		if (!c && (rc = conn_open(s, &c, err)) != 0)
 			break;
-		int got = conn_write(c, req, (size_t)hlen + len) == 0 ? read_reply(c, &r, &none) : -1;
+		int got =
+			conn_write(c, req, (size_t)hlen + len) == 0 ? read_reply(c, &r, &none) : -1;
 		if (got == 0) {
 			rc = 0;
 			if (r.keep)
@@ -602,8 +608,8 @@ static int patch(api_sink_t *s, const char *id, const char *body, char **resp, d
 		}
 		conn_close(c);
 		if (!reused || (got == -2 && !none))
-			rc = djob_set_error(err, DJOB_EHTTP, 1, "No valid answer from the API at %s",
-			                    s->hosthdr);
+			rc = djob_set_error(err, DJOB_EHTTP, 1,
+			                    "No valid answer from the API at %s", s->hosthdr);
 	}
 	if (rc > 0)
 		rc = djob_set_error(err, DJOB_EHTTP, 1, "No answer from the API at %s", s->hosthdr);

@@ -65,6 +65,14 @@ static const known_key_t known_keys[] = {
 	{"scheduler.batch", "DJOB_SCHEDULER_BATCH", "100", CHECK_RANGE, 1, 1000},
 	{"submit.writers", "DJOB_SUBMIT_WRITERS", "1", CHECK_RANGE, 1, 64},
 	{"submit.linger.ms", "DJOB_SUBMIT_LINGER_MS", "8", CHECK_RANGE, 0, 1000},
+	{"http.threads", "DJOB_HTTP_THREADS", "128", CHECK_RANGE, 2, 4096},
+	{"http.request.timeout.ms", "DJOB_HTTP_REQUEST_TIMEOUT_MS", "5000", CHECK_RANGE, 100,
+         600000},
+	{"http.keepalive.timeout.ms", "DJOB_HTTP_KEEPALIVE_TIMEOUT_MS", "2000", CHECK_RANGE, 100,
+         600000},
+	{"http.backlog", "DJOB_HTTP_BACKLOG", "1024", CHECK_RANGE, 1, 65535},
+	{"api.tls.ca.file", "DJOB_API_TLS_CA_FILE", NULL, CHECK_STRING, 0, 0},
+	{"api.tls.ca.dir", "DJOB_API_TLS_CA_DIR", "/etc/ssl/certs", CHECK_STRING, 0, 0},
 };
 
 #define N_KNOWN (sizeof(known_keys) / sizeof(known_keys[0]))

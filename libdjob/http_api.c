@@ -289,12 +289,13 @@ int djob_api_server_start(djob_api_server_t *s, int port, djob_error_t *err)
 
 void djob_api_server_stop(djob_api_server_t *s)
 {
-	djob_http_stop(&s->http);
+	if (s)
+		djob_http_stop(&s->http);
 }
 
 int djob_api_server_port(const djob_api_server_t *s)
 {
-	return djob_http_port(&s->http);
+	return s ? djob_http_port(&s->http) : -1;
 }
 
 void djob_api_server_free(djob_api_server_t *s)

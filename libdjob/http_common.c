@@ -6,10 +6,14 @@
 #include "http_private.h"
 #include "store.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static pthread_once_t civetweb_once = PTHREAD_ONCE_INIT;
 
@@ -67,10 +71,114 @@ static int parse_tokens(djob_http_t *h, const char *spec, djob_error_t *err)
 	return 0;
 }
 
+/* ---- slow bodies ----
+ *
+ * civetweb's mg_read returns only once it has every byte asked for, or once
+ * no byte came for request_timeout_ms: a client sending one byte a second
+ * holds a thread for as long as its body lasts. So each body read is
+ * registered here with its deadline, and a thread shuts the reading side
+ * of the connection's socket once the deadline has passed: mg_read returns,
+ * and the handler can still write its 408. civetweb does not give out the
+ * socket; it is found by its two ports and the client's address, which
+ * cannot name another connection while the read is registered (the
+ * connection stays open until the handler returns). */
+typedef struct djob_body_watch_s {
+	int64_t deadline;
+	const struct mg_request_info *ri;
+	bool fired;
+	struct djob_body_watch_s *next;
+} body_watch_t;
+
+static int sock_port(const struct sockaddr_storage *a, char *addr, size_t len)
+{
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)a;
+		inet_ntop(AF_INET, &in->sin_addr, addr, (socklen_t)len);
+		return ntohs(in->sin_port);
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)a;
+		inet_ntop(AF_INET6, &in6->sin6_addr, addr, (socklen_t)len);
+		return ntohs(in6->sin6_port);
+	}
+	return -1;
+}
+
+static void cut_off(const struct mg_request_info *ri)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	while (d && (e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name);
+		struct sockaddr_storage a;
+		socklen_t alen = sizeof a;
+		char addr[64];
+		if (fd <= 2 || getsockname(fd, (struct sockaddr *)&a, &alen) != 0 ||
+		    sock_port(&a, addr, sizeof addr) != ri->server_port)
+			continue;
+		alen = sizeof a;
+		if (getpeername(fd, (struct sockaddr *)&a, &alen) == 0 &&
+		    sock_port(&a, addr, sizeof addr) == ri->remote_port &&
+		    strcmp(addr, ri->remote_addr) == 0) {
+			shutdown(fd, SHUT_RD);
+			break;
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
+static void *body_watch(void *arg)
+{
+	djob_http_t *h = arg;
+	pthread_mutex_lock(&h->watch_mu);
+	while (!h->watch_quit) {
+		int64_t now = djob_mono_ms();
+		for (body_watch_t *w = h->watches; w; w = w->next) {
+			if (!w->fired && now > w->deadline) {
+				w->fired = true;
+				cut_off(w->ri);
+			}
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 250 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&h->watch_cv, &h->watch_mu, &ts);
+	}
+	pthread_mutex_unlock(&h->watch_mu);
+	return NULL;
+}
+
+static void watch_add(djob_http_t *h, body_watch_t *w)
+{
+	pthread_mutex_lock(&h->watch_mu);
+	w->next = h->watches;
+	h->watches = w;
+	pthread_mutex_unlock(&h->watch_mu);
+}
+
+static void watch_remove(djob_http_t *h, body_watch_t *w)
+{
+	pthread_mutex_lock(&h->watch_mu);
+	for (body_watch_t **p = &h->watches; *p; p = &(*p)->next) {
+		if (*p == w) {
+			*p = w->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&h->watch_mu);
+}
+
 int djob_http_init(djob_http_t *h, const djob_config_t *conf, const char *component,
                    djob_error_t *err)
 {
 	memset(h, 0, sizeof *h);
+	pthread_mutex_init(&h->watch_mu, NULL);
+	pthread_cond_init(&h->watch_cv, NULL);
 	pthread_once(&civetweb_once, civetweb_init);
 	h->component = component;
 	int rc = djob_config_dup(&h->conf, conf, err);
@@ -87,6 +195,7 @@ int djob_http_init(djob_http_t *h, const djob_config_t *conf, const char *compon
 	                          "MongoDB commands sent by this process, by command")))
 		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
 	h->body_max = djob_config_get_int(conf, "api.body.max.bytes");
+	h->request_timeout_ms = djob_config_get_int(conf, "http.request.timeout.ms");
 	if (rc != 0)
 		djob_http_cleanup(h);
 	return rc;
@@ -121,11 +230,20 @@ void djob_http_cleanup(djob_http_t *h)
 	h->metrics = NULL;
 	djob_config_free(h->conf);
 	h->conf = NULL;
+	pthread_cond_destroy(&h->watch_cv);
+	pthread_mutex_destroy(&h->watch_mu);
 }
 
 static int civetweb_log(const struct mg_connection *conn, const char *message)
 {
 	djob_http_t *h = mg_get_user_data(mg_get_context(conn));
+	/* At start the first message is why the start failed (a port in use):
+	 * it goes into the start's error, not into a log line of its own. */
+	if (h && h->starting) {
+		if (!h->start_error[0])
+			snprintf(h->start_error, sizeof h->start_error, "%s", message);
+		return 1;
+	}
 	djob_logf(h ? h->conf : NULL, DJOB_LOG_WARNING, h ? h->component : "http", "civetweb: %s",
 	          message);
 	return 1;
@@ -165,12 +283,25 @@ int djob_http_start(djob_http_t *h, long port, mg_request_handler handler, void 
 	/* tcp_nodelay: a response goes out as two writes (headers, body);
 	 * with Nagle's algorithm the body waits for the client's delayed ACK,
 	 * which put 40 ms on every keep-alive request. */
+	/* A connection holds a thread while it is open (civetweb 1.15): idle
+	 * clients are bounded by the request and keep-alive timeouts, and the
+	 * ones beyond the threads wait in the backlog. */
+	char threads[16], request_ms[16], keepalive_ms[16], backlog[16];
+	snprintf(threads, sizeof threads, "%ld", djob_config_get_int(h->conf, "http.threads"));
+	snprintf(request_ms, sizeof request_ms, "%ld", h->request_timeout_ms);
+	snprintf(keepalive_ms, sizeof keepalive_ms, "%ld",
+	         djob_config_get_int(h->conf, "http.keepalive.timeout.ms"));
+	snprintf(backlog, sizeof backlog, "%ld", djob_config_get_int(h->conf, "http.backlog"));
 	const char *options[] = {"listening_ports",
 	                         ports,
 	                         "num_threads",
-	                         "64",
+	                         threads,
 	                         "request_timeout_ms",
-	                         "30000",
+	                         request_ms,
+	                         "keep_alive_timeout_ms",
+	                         keepalive_ms,
+	                         "listen_backlog",
+	                         backlog,
 	                         "enable_keep_alive",
 	                         "yes",
 	                         "tcp_nodelay",
@@ -187,10 +318,22 @@ int djob_http_start(djob_http_t *h, long port, mg_request_handler handler, void 
 	init.callbacks = &cb;
 	init.user_data = h;
 	init.configuration_options = options;
+	h->start_error[0] = '\0';
+	h->starting = true;
 	h->ctx = mg_start2(&init, &ed);
+	h->starting = false;
 	if (!h->ctx)
 		return djob_set_error(err, DJOB_EINVAL, 1, "Cannot listen on %s: %s", ports,
-		                      ebuf[0] ? ebuf : "unknown error");
+		                      h->start_error[0] ? h->start_error
+		                      : ebuf[0]         ? ebuf
+		                                        : "unknown error");
+	h->watch_quit = false;
+	if (pthread_create(&h->watch_thread, NULL, body_watch, h) != 0) {
+		mg_stop(h->ctx);
+		h->ctx = NULL;
+		return djob_set_error(err, DJOB_EINTERNAL, 0, "Cannot start a thread");
+	}
+	h->watch_started = true;
 	mg_set_request_handler(h->ctx, "/", handler, cbdata);
 	djob_logf(h->conf, DJOB_LOG_INFO, h->component, "Listening on %s", ports);
 	return 0;
@@ -201,6 +344,14 @@ void djob_http_stop(djob_http_t *h)
 	if (h->ctx) {
 		mg_stop(h->ctx);
 		h->ctx = NULL;
+	}
+	if (h->watch_started) {
+		pthread_mutex_lock(&h->watch_mu);
+		h->watch_quit = true;
+		pthread_cond_broadcast(&h->watch_cv);
+		pthread_mutex_unlock(&h->watch_mu);
+		pthread_join(h->watch_thread, NULL);
+		h->watch_started = false;
 	}
 }
 
@@ -397,12 +548,24 @@ int djob_http_read_body(djob_http_req_t *r, char **body, size_t *len)
 		return -1;
 	}
 	size_t n = 0;
+	/* One slow client must not hold a thread for long: each mg_read waits
+	 * at most http.request.timeout.ms, and the whole body gets as long. */
+	long limit_ms = r->h->request_timeout_ms > 0 ? r->h->request_timeout_ms : 5000;
+	int64_t deadline = djob_mono_ms() + limit_ms;
+	bool late = false, cut = false;
+	body_watch_t watch = {deadline, r->ri, false, NULL};
+	watch_add(r->h, &watch);
 	for (;;) {
+		if (djob_mono_ms() > deadline) {
+			late = true;
+			break;
+		}
 		if (n + 1 >= cap) {
 			if ((long long)n > max)
 				break;
 			char *b = realloc(buf, cap * 2);
 			if (!b) {
+				watch_remove(r->h, &watch);
 				free(buf);
 				djob_http_send_error(r, 500, "Out of memory");
 				return -1;
@@ -411,11 +574,25 @@ int djob_http_read_body(djob_http_req_t *r, char **body, size_t *len)
 			cap *= 2;
 		}
 		int got = mg_read(r->conn, buf + n, cap - n - 1);
-		if (got <= 0)
+		if (got < 0 || (got == 0 && cl >= 0 && (long long)n < cl)) {
+			cut = true; /* timed out or closed before Content-Length */
+			break;
+		}
+		if (got == 0)
 			break;
 		n += (size_t)got;
 		if ((long long)n > max)
 			break;
+	}
+	watch_remove(r->h, &watch);
+	late |= watch.fired;
+	if (late || cut) {
+		free(buf);
+		r->close = true;
+		char tmsg[96];
+		snprintf(tmsg, sizeof tmsg, "Request body did not arrive within %ld ms", limit_ms);
+		djob_http_send_error(r, 408, tmsg);
+		return -1;
 	}
 	if ((long long)n > max) {
 		free(buf);

@@ -15,6 +15,7 @@
 #include "metrics.h"
 
 #include <civetweb.h>
+#include <pthread.h>
 
 /* What a request needs; a role grants a set of these. */
 enum {
@@ -39,6 +40,17 @@ typedef struct {
 	djob_metrics_t *metrics;
 	struct mg_context *ctx;
 	long body_max;
+	long request_timeout_ms; /* http.request.timeout.ms: headers, and a whole body */
+	bool starting;           /* in mg_start2: civetweb's messages are the cause */
+	char start_error[256];
+	/* Bodies being read, and the thread that cuts the slow ones off
+	 * (http_common.c, body_watch). */
+	pthread_mutex_t watch_mu;
+	pthread_cond_t watch_cv;
+	struct djob_body_watch_s *watches;
+	pthread_t watch_thread;
+	bool watch_started;
+	bool watch_quit;
 } djob_http_t;
 
 /* Copy conf, parse api.tokens ("token:role,..."; roles submit, worker,
@@ -102,8 +114,10 @@ void djob_http_send_405(djob_http_req_t *r, const char *allow);
 int djob_http_authorize(djob_http_req_t *r, unsigned perm);
 
 /* Read the body, at most body_max bytes (413 otherwise, checked on
- * Content-Length first and again while reading). 0 with *body (free(),
- * NUL-terminated) and *len, or the error reply was sent. */
+ * Content-Length first and again while reading), all of it within
+ * http.request.timeout.ms (408 otherwise, and the connection is closed).
+ * 0 with *body (free(), NUL-terminated) and *len, or the error reply was
+ * sent. */
 int djob_http_read_body(djob_http_req_t *r, char **body, size_t *len);
 
 /* Value of `name` in a query string, decoded, or NULL when absent.

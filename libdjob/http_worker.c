@@ -182,12 +182,13 @@ int djob_worker_server_start(djob_worker_server_t *s, int port, djob_error_t *er
 
 void djob_worker_server_stop(djob_worker_server_t *s)
 {
-	djob_http_stop(&s->http);
+	if (s)
+		djob_http_stop(&s->http);
 }
 
 int djob_worker_server_port(const djob_worker_server_t *s)
 {
-	return djob_http_port(&s->http);
+	return s ? djob_http_port(&s->http) : -1;
 }
 
 void djob_worker_server_free(djob_worker_server_t *s)

@@ -683,7 +683,11 @@ static int make_consumer(djob_worker_t *w, djob_error_t *err)
 	return rc;
 }
 
-static int run_loop(djob_worker_t *w, djob_error_t *err)
+/* What can fail at start, in the caller's thread, so that djob_worker_start
+ * reports a bad sink, property or broker list instead of a background
+ * thread logging it (a misspelt DJOB_KAFKA_* property used to leave a
+ * worker serving /health without a consumer). */
+static int run_prepare(djob_worker_t *w, djob_error_t *err)
 {
 	int rc = 0;
 	if (w->nhandlers == 0)
@@ -697,8 +701,13 @@ static int run_loop(djob_worker_t *w, djob_error_t *err)
 	if (rc != 0) {
 		djob_offsets_free(w->offsets);
 		w->offsets = NULL;
-		return rc;
 	}
+	return rc;
+}
+
+/* The consumer's loop from run_prepare to the drain; run_prepare succeeded. */
+static int run_loop(djob_worker_t *w)
+{
 	w->pool_quit = false;
 	w->lease_quit = false;
 	w->paused = false;
@@ -801,7 +810,9 @@ int djob_worker_run(djob_worker_t *w, djob_error_t *err)
 {
 	if (atomic_exchange(&w->running_flag, 1))
 		return djob_set_error(err, DJOB_ESTATE, 0, "The worker is already running");
-	int rc = run_loop(w, err);
+	int rc = run_prepare(w, err);
+	if (rc == 0)
+		rc = run_loop(w);
 	mark_stopped(w);
 	return rc;
 }
@@ -809,9 +820,7 @@ int djob_worker_run(djob_worker_t *w, djob_error_t *err)
 static void *bg_main(void *arg)
 {
 	djob_worker_t *w = arg;
-	djob_error_t e;
-	if (run_loop(w, &e) != 0)
-		djob_logf(w->conf, DJOB_LOG_ERROR, "worker", "Worker failed: %s", e.message);
+	run_loop(w);
 	mark_stopped(w);
 	return NULL;
 }
@@ -825,7 +834,17 @@ int djob_worker_start(djob_worker_t *w, djob_error_t *err)
 	if (atomic_exchange(&w->running_flag, 1))
 		return djob_set_error(err, DJOB_ESTATE, 0, "The worker is already running");
 	atomic_store(&w->stopping, 0);
+	int rc = run_prepare(w, err);
+	if (rc != 0) {
+		atomic_store(&w->running_flag, 0);
+		return rc;
+	}
 	if (pthread_create(&w->bg, NULL, bg_main, w) != 0) {
+		rd_kafka_consumer_close(w->rk);
+		rd_kafka_destroy(w->rk);
+		w->rk = NULL;
+		djob_offsets_free(w->offsets);
+		w->offsets = NULL;
 		atomic_store(&w->running_flag, 0);
 		return djob_set_error(err, DJOB_EINTERNAL, 0, "Cannot start the worker thread");
 	}
@@ -835,7 +854,8 @@ int djob_worker_start(djob_worker_t *w, djob_error_t *err)
 
 void djob_worker_request_stop(djob_worker_t *w)
 {
-	atomic_store(&w->stopping, 1);
+	if (w)
+		atomic_store(&w->stopping, 1);
 }
 
 int djob_worker_stop(djob_worker_t *w, djob_error_t *err)

@@ -37,6 +37,17 @@
  *   submit.linger.ms    [DJOB_SUBMIT_LINGER_MS]  under load, how long after a group's
  *                       answers the next may wait for its callers to come back  8
  *   log.level           [DJOB_LOG_LEVEL]  error|warning|info|debug  warning
+ *   http.threads        [DJOB_HTTP_THREADS]  request threads of each daemon's server;
+ *                       a connection holds one while open               128
+ *   http.request.timeout.ms [DJOB_HTTP_REQUEST_TIMEOUT_MS]  longest wait for a
+ *                       request's headers, and for its whole body       5000
+ *   http.keepalive.timeout.ms [DJOB_HTTP_KEEPALIVE_TIMEOUT_MS]  an idle kept-alive
+ *                       connection is closed after this                 2000
+ *   http.backlog        [DJOB_HTTP_BACKLOG]  listen(2) backlog          1024
+ *   api.tls.ca.file     [DJOB_API_TLS_CA_FILE]  PEM CA certificates the api sink
+ *                       trusts for an https:// api.url (unset: api.tls.ca.dir)
+ *   api.tls.ca.dir      [DJOB_API_TLS_CA_DIR]  directory of PEM CA certificates
+ *                       /etc/ssl/certs
  *   kafka.<property>    [DJOB_KAFKA_<PROPERTY>, '_' read as '.']  passed to librdkafka
  *                       as <property> (SASL, TLS, ...); kafka.brokers is not passed
  *

@@ -11,8 +11,8 @@
  *     percentile, R's quantile and Excel's PERCENTILE.INC.
  * The sum is compensated (Neumaier), and the standard deviation is computed
  * on values scaled by a power of two, so large magnitudes do not overflow.
- * Each number of the result is the shortest text that reads back as the
- * same double.
+ * Each number of the result is written with the fewest significant digits
+ * (15 to 17) that read back as the same double.
  *
  * Anything other than a finite number fails the job naming its index:
  * strings (also "NaN" and "Infinity"), null, booleans, arrays, objects, and
@@ -152,9 +152,9 @@ static int data_values_from_json(const cJSON *values, double **out, size_t *n, c
 	return 0;
 }
 
-/* A finite double as the shortest JSON number that reads back as the same
- * double ("0.1", "1e+308", "-0"). Returns 0, or -1 for a NaN or an
- * infinity. */
+/* A finite double as a JSON number of the fewest significant digits (15
+ * to 17) that reads back as the same double ("0.1", "1e+308", "-0"). Returns 0, or -1 for a NaN or
+ * an infinity. */
 static int data_number(char out[32], double v)
 {
 	if (!isfinite(v))

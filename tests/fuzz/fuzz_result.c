@@ -8,15 +8,32 @@
  * refuses what MongoDB cannot keep and renders numbers exactly; they are
  * compiled in once it is there (DJOB_FUZZ_JSON_CHECKS) and can be asked
  * for without it (DJOB_FUZZ_JSON_CHECKS=1 in the environment, to see what
- * it will fix): no '$' prefix, '.' or empty key, UTF-8 strings, and no
- * number rendered so that it reads back as another (1.7976931348623157e308
- * printed as 1.79769313486232e+308 reads back as infinity).
+ * it will fix): no '$' prefix, '.' or empty key, UTF-8 strings, and the
+ * same values as the handler gave, in the same order, every number the
+ * same double (cJSON's 15 digits turn 0.30000000000000004 into 0.3 and
+ * 1.7976931348623157e308 into a number that reads back as infinity).
  */
 #include "fuzz.h"
 
 #include "djob_private.h"
 
 #include <bson/bson.h>
+
+/* The same tree: members in the same order, numbers the same double. */
+static int same_values(const cJSON *a, const cJSON *b)
+{
+	if ((a->type & 0xFF) != (b->type & 0xFF))
+		return 0;
+	if (cJSON_IsNumber(a))
+		return a->valuedouble == b->valuedouble;
+	if (cJSON_IsString(a))
+		return strcmp(a->valuestring, b->valuestring) == 0;
+	const cJSON *x = a->child, *y = b->child;
+	for (; x && y; x = x->next, y = y->next)
+		if ((cJSON_IsObject(a) && strcmp(x->string, y->string) != 0) || !same_values(x, y))
+			return 0;
+	return x == NULL && y == NULL;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -52,6 +69,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!valid)
 			fprintf(stderr, "MongoDB cannot keep the result: %s\n", e.message);
 		FUZZ_ASSERT(valid);
+		cJSON *given = cJSON_ParseWithLength((const char *)data, size);
+		cJSON *kept = cJSON_Parse(text);
+		FUZZ_ASSERT(given != NULL && kept != NULL);
+		if (!same_values(given, kept))
+			fprintf(stderr, "the result changed: %.*s became %s\n", (int)size,
+			        (const char *)data, text);
+		FUZZ_ASSERT(same_values(given, kept));
+		cJSON_Delete(given);
+		cJSON_Delete(kept);
 		FUZZ_ASSERT(djob_job_set_result(job, text, strlen(text), &err) == 0);
 		if (strcmp(text, djob_job_result(job)) != 0)
 			fprintf(stderr, "set again, %s became %s\n", text, djob_job_result(job));

@@ -11,6 +11,8 @@
  *     percentile, R's quantile and Excel's PERCENTILE.INC.
  * The sum is compensated (Neumaier), and the standard deviation is computed
  * on values scaled by a power of two, so large magnitudes do not overflow.
+ * Each number of the result is written with the fewest significant digits
+ * (15 to 17) that read back as the same double.
  *
  * Anything other than a finite number fails the job naming its index:
  * strings (also "NaN" and "Infinity"), null, booleans, arrays, objects, and
@@ -150,6 +152,21 @@ static int data_values_from_json(const cJSON *values, double **out, size_t *n, c
 	return 0;
 }
 
+/* A finite double as a JSON number of the fewest significant digits (15
+ * to 17) that reads back as the same double ("0.1", "1e+308", "-0"). Returns 0, or -1 for a NaN or
+ * an infinity. */
+static int data_number(char out[32], double v)
+{
+	if (!isfinite(v))
+		return -1;
+	for (int digits = 15; digits <= 17; digits++) {
+		snprintf(out, 32, "%.*g", digits, v);
+		if (strtod(out, NULL) == v)
+			break;
+	}
+	return 0;
+}
+
 /* The handler. user_data is unused. */
 DATA_EXPORT djob_job_status_t data_handler(djob_job_t *job, void *user_data)
 {
@@ -176,23 +193,31 @@ DATA_EXPORT djob_job_status_t data_handler(djob_job_t *job, void *user_data)
 		return DJOB_JOB_FAIL;
 	}
 
-	cJSON *result = cJSON_CreateObject();
-	cJSON_AddNumberToObject(result, "count", (double)st.count);
-	cJSON_AddNumberToObject(result, "sum", st.sum);
-	cJSON_AddNumberToObject(result, "mean", st.mean);
-	cJSON_AddNumberToObject(result, "min", st.min);
-	cJSON_AddNumberToObject(result, "max", st.max);
-	cJSON_AddNumberToObject(result, "stddev", st.stddev);
-	cJSON_AddNumberToObject(result, "p50", st.p50);
-	cJSON_AddNumberToObject(result, "p90", st.p90);
-	cJSON_AddNumberToObject(result, "p99", st.p99);
-	char *text = cJSON_PrintUnformatted(result);
-	rc = text ? djob_job_set_result(job, text, strlen(text), NULL) : DJOB_ENOMEM;
-	cJSON_free(text);
-	cJSON_Delete(result);
-	if (rc != 0) {
-		djob_job_set_error(job, "Out of memory");
-		return DJOB_JOB_RETRY;
+	/* Written by hand: cJSON renders 15 significant digits, which loses
+	 * the last bits of a double and turns 1.7976931348623157e308 into a
+	 * number that reads back as infinity. */
+	const double fields[] = {st.sum,    st.mean, st.min, st.max,
+	                         st.stddev, st.p50,  st.p90, st.p99};
+	static const char *const names[] = {"sum",    "mean", "min", "max",
+	                                    "stddev", "p50",  "p90", "p99"};
+	char text[512];
+	size_t used = (size_t)snprintf(text, sizeof text, "{\"count\":%zu", st.count);
+	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+		char num[32];
+		if (data_number(num, fields[i]) != 0) {
+			djob_job_set_error(job,
+			                   "The standard deviation of payload.values is beyond "
+			                   "the range of a double");
+			return DJOB_JOB_FAIL;
+		}
+		used += (size_t)snprintf(text + used, sizeof text - used, ",\"%s\":%s", names[i],
+		                         num);
+	}
+	snprintf(text + used, sizeof text - used, "}");
+	djob_error_t err;
+	if (djob_job_set_result(job, text, strlen(text), &err) != 0) {
+		djob_job_set_error(job, err.message);
+		return err.retriable ? DJOB_JOB_RETRY : DJOB_JOB_FAIL;
 	}
 	return DJOB_JOB_DONE;
 }

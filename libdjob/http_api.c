@@ -110,30 +110,53 @@ static void post_jobs(djob_api_server_t *s, djob_http_req_t *r)
 	free(body);
 }
 
-static void list_jobs(djob_api_server_t *s, djob_http_req_t *r)
+int djob_api_list_query(djob_list_query_t *q, const char *query, djob_error_t *err)
 {
-	const char *q = r->ri->query_string;
-	char *status = djob_http_query(q, "status"), *type = djob_http_query(q, "type");
-	char *limit_s = djob_http_query(q, "limit"), *after = djob_http_query(q, "after");
-	int limit = 0, rc = 0;
-	djob_error_t e;
-	char *out = NULL;
+	char *limit_s = djob_http_query(query, "limit");
+	int rc = 0;
+	memset(q, 0, sizeof *q);
+	q->status = djob_http_query(query, "status");
+	q->type = djob_http_query(query, "type");
+	q->after = djob_http_query(query, "after");
+	/* An empty value is an absent one. */
+	char **vals[] = {&q->status, &q->type, &q->after};
+	for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
+		if (*vals[i] && !**vals[i]) {
+			free(*vals[i]);
+			*vals[i] = NULL;
+		}
 	if (limit_s && *limit_s) {
 		char *end;
 		long l = strtol(limit_s, &end, 10);
 		if (*end || l < 1 || l > 1000)
-			rc = djob_set_error(&e, DJOB_EINVAL, 0, "limit must be from 1 to 1000");
-		limit = (int)l;
+			rc = djob_set_error(err, DJOB_EINVAL, 0, "limit must be from 1 to 1000");
+		else
+			q->limit = (int)l;
 	}
-	if (rc == 0)
-		rc = djob_client_list(&out, s->client, status && *status ? status : NULL,
-		                      type && *type ? type : NULL, limit,
-		                      after && *after ? after : NULL, &e);
-	reply(r, rc, &e, out, 200);
-	free(status);
-	free(type);
 	free(limit_s);
-	free(after);
+	if (rc != 0)
+		djob_api_list_query_clear(q);
+	return rc;
+}
+
+void djob_api_list_query_clear(djob_list_query_t *q)
+{
+	free(q->status);
+	free(q->type);
+	free(q->after);
+	memset(q, 0, sizeof *q);
+}
+
+static void list_jobs(djob_api_server_t *s, djob_http_req_t *r)
+{
+	djob_list_query_t q;
+	djob_error_t e;
+	char *out = NULL;
+	int rc = djob_api_list_query(&q, r->ri->query_string, &e);
+	if (rc == 0)
+		rc = djob_client_list(&out, s->client, q.status, q.type, q.limit, q.after, &e);
+	reply(r, rc, &e, out, 200);
+	djob_api_list_query_clear(&q);
 }
 
 static void patch_job(djob_api_server_t *s, djob_http_req_t *r, const char *id)

@@ -634,7 +634,9 @@ char *djob_http_query(const char *query, const char *name)
 					out[k++] = ' ';
 				} else if (v[i] == '%' && i + 2 < vlen &&
 				           (hi = hexval(v[i + 1])) >= 0 &&
-				           (lo = hexval(v[i + 2])) >= 0) {
+				           (lo = hexval(v[i + 2])) >= 0 && (hi | lo) != 0) {
+					/* %00 stays as it is: a NUL would cut the
+					 * value short ("queued%00x" read as queued). */
 					out[k++] = (char)(hi * 16 + lo);
 					i += 2;
 				} else {

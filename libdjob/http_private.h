@@ -127,4 +127,18 @@ char *djob_http_query(const char *query, const char *name);
 /* Compare in time that depends only on the lengths. 1 when equal. */
 int djob_http_const_eq(const char *a, size_t alen, const char *b, size_t blen);
 
+/* GET /jobs's query string, decoded (http_api.c): status, type and after
+ * are NULL when absent or empty, limit 0 when absent. */
+typedef struct {
+	char *status;
+	char *type;
+	char *after;
+	int limit;
+} djob_list_query_t;
+
+/* Parse `query` (may be NULL) into *q. 0, or DJOB_EINVAL with err set and
+ * *q empty. Ownership: djob_api_list_query_clear(q) frees what it holds. */
+int djob_api_list_query(djob_list_query_t *q, const char *query, djob_error_t *err);
+void djob_api_list_query_clear(djob_list_query_t *q);
+
 #endif

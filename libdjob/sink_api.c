@@ -627,7 +627,7 @@ static int patch(api_sink_t *s, const char *id, const char *body, char **resp, d
 	/* The reply's {"error":...} says why. */
 	cJSON *j = NULL;
 	if (buf)
-		djob_json_parse(buf, n, "The API's reply", &j, NULL, NULL);
+		djob_json_parse(buf, r.len, "The API's reply", &j, NULL, NULL);
 	const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "error");
 	char msg[160];
 	snprintf(msg, sizeof msg, "%s", cJSON_IsString(m) ? m->valuestring : "no error text");

@@ -4,16 +4,16 @@
  */
 #include "store_private.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-int djob_store_list(djob_store_t *s, const char *status, const char *type, int limit,
-                    const char *after, char **json_out, djob_error_t *err)
+int djob_store_list_filter(bson_t *f, int *limit, const char *status, const char *type,
+                           const char *after, djob_error_t *err)
 {
-	*json_out = NULL;
-	if (limit == 0)
-		limit = 100;
-	if (limit < 1 || limit > 1000)
+	if (*limit == 0)
+		*limit = 100;
+	if (*limit < 1 || *limit > 1000)
 		return djob_set_error(err, DJOB_EINVAL, 0, "limit must be from 1 to 1000");
 	if (status && djob_state_parse(status) == DJOB_STATE_INVALID)
 		return djob_set_error(err, DJOB_EINVAL, 0, "Unknown status %s", status);
@@ -22,20 +22,25 @@ int djob_store_list(djob_store_t *s, const char *status, const char *type, int l
 	int64_t after_ms = 0;
 	const char *after_id = NULL;
 	if (after) {
+		/* What djob_store_list writes: "<createdAt ms>-<id>", the ms in
+		 * plain digits that fit an int64 (strtoll alone would also take
+		 * spaces, a sign and, saturated, any run of digits). */
 		char *end;
+		errno = 0;
 		after_ms = strtoll(after, &end, 10);
-		if (end == after || *end != '-' || !djob_id_is_valid(end + 1))
+		if (after[0] < '0' || after[0] > '9' || errno != 0 || *end != '-' ||
+		    !djob_id_is_valid(end + 1))
 			return djob_set_error(err, DJOB_EINVAL, 0, "Malformed cursor");
 		after_id = end + 1;
 	}
-	bson_t f = BSON_INITIALIZER;
+	bson_init(f);
 	if (status)
-		BSON_APPEND_UTF8(&f, "status", status);
+		BSON_APPEND_UTF8(f, "status", status);
 	if (type)
-		BSON_APPEND_UTF8(&f, "type", type);
+		BSON_APPEND_UTF8(f, "type", type);
 	if (after_id) {
 		bson_t or, a, b, lt, lt2;
-		BSON_APPEND_ARRAY_BEGIN(&f, "$or", & or);
+		BSON_APPEND_ARRAY_BEGIN(f, "$or", & or);
 		BSON_APPEND_DOCUMENT_BEGIN(& or, "0", &a);
 		BSON_APPEND_DOCUMENT_BEGIN(&a, "createdAt", &lt);
 		BSON_APPEND_DATE_TIME(&lt, "$lt", after_ms);
@@ -47,8 +52,19 @@ int djob_store_list(djob_store_t *s, const char *status, const char *type, int l
 		BSON_APPEND_UTF8(&lt2, "$lt", after_id);
 		bson_append_document_end(&b, &lt2);
 		bson_append_document_end(& or, &b);
-		bson_append_array_end(&f, & or);
+		bson_append_array_end(f, & or);
 	}
+	return 0;
+}
+
+int djob_store_list(djob_store_t *s, const char *status, const char *type, int limit,
+                    const char *after, char **json_out, djob_error_t *err)
+{
+	*json_out = NULL;
+	bson_t f;
+	int frc = djob_store_list_filter(&f, &limit, status, type, after, err);
+	if (frc != 0)
+		return frc;
 	bson_t *opts = BCON_NEW("sort", "{", "createdAt", BCON_INT32(-1), "_id", BCON_INT32(-1),
 	                        "}", "limit", BCON_INT64(limit + 1));
 	conn_t c = djob_store_conn(s);

@@ -166,4 +166,13 @@ void djob_set_requeued(change_t *ch, int64_t now);
  * atomic mode), or a negative code. */
 int djob_store_expire_locks(djob_store_t *s, int64_t now, djob_error_t *err);
 
+/* ---- listing (store_list.c) ---- */
+
+/* Check GET /jobs's parameters (limit 0: the default, 100; status, type and
+ * after may be NULL) and build the find filter into *f. Returns 0 with *f
+ * initialized and *limit set, or DJOB_EINVAL with err set and *f untouched.
+ * Ownership: bson_destroy(f) after a 0. No server is needed (tests/fuzz). */
+int djob_store_list_filter(bson_t *f, int *limit, const char *status, const char *type,
+                           const char *after, djob_error_t *err);
+
 #endif

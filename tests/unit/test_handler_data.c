@@ -98,6 +98,30 @@ static void test_data_result_text(void)
 	djob_job_free(job);
 }
 
+/* Found by tests/fuzz: cJSON's 15 digits turned 1.7976931348623157e308
+ * into a number that reads back as infinity (and 0.1 + 0.2 into 0.3). */
+static void test_data_numbers_read_back_exactly(void)
+{
+	char num[32];
+
+	CHECK_INT(data_number(num, 1.7976931348623157e308), 0);
+	CHECK_STR(num, "1.7976931348623157e+308");
+	CHECK_INT(data_number(num, -1.7976931348623157e308), 0);
+	CHECK_STR(num, "-1.7976931348623157e+308");
+	CHECK_INT(data_number(num, 0.1 + 0.2), 0);
+	CHECK_STR(num, "0.30000000000000004");
+	CHECK_INT(data_number(num, 0.1), 0);
+	CHECK_STR(num, "0.1");
+	CHECK_INT(data_number(num, 5e-324), 0);
+	CHECK_STR(num, "4.94065645841247e-324");
+	CHECK_INT(data_number(num, -0.0), 0);
+	CHECK_STR(num, "-0");
+	CHECK_INT(data_number(num, 40), 0);
+	CHECK_STR(num, "40");
+	CHECK_INT(data_number(num, HUGE_VAL), -1);
+	CHECK_INT(data_number(num, NAN), -1);
+}
+
 static void test_percentile_definition(void)
 {
 	double x[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
@@ -155,6 +179,7 @@ int main(void)
 {
 	RUN(test_data_stats_match_hand_computed_values);
 	RUN(test_data_result_text);
+	RUN(test_data_numbers_read_back_exactly);
 	RUN(test_percentile_definition);
 	RUN(test_data_rejects_what_is_not_a_finite_number);
 	return check_report("unit_handler_data");

@@ -19,6 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+from e2e_test import main as e2e_main  # noqa: E402
 from e2e_test import (ADMIN, SUBMIT, TOKENS, WORKER, Failure, Stack, binary,  # noqa: E402
                       check, request, sha256, wait_status)
 
@@ -359,23 +360,6 @@ def test_bad_input_bad_url_and_wrong_token(st):
     check(all(f"djob {c}" in out for c in ("submit", "watch", "worker")), f"--help {out!r}")
 
 
-def main():
-    fn = globals().get("test_" + CASE)
-    if not fn:
-        print(f"unknown case {CASE}", file=sys.stderr)
-        return 2
-    t0 = time.time()
-    try:
-        run_case(fn)
-    except Failure as e:
-        print(f"FAIL {CASE}: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"FAIL {CASE}: {e} (is the dev stack up? scripts/devstack up)", file=sys.stderr)
-        return 1
-    print(f"ok {CASE} ({time.time() - t0:.1f} s)")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    fn = globals().get("test_" + CASE)
+    sys.exit(e2e_main(fn and (lambda: run_case(fn))))

@@ -944,8 +944,10 @@ def test_concurrent_200_submits_give_200_distinct_ids_all_completed():
         st.stop(failed)
 
 
-def main():
-    fn = globals().get("test_" + CASE)
+def main(fn):
+    """Runs case CASE (argv[1]) as fn() and says ok or FAIL: exit status 0,
+    1 when it failed, 2 when there is no such case (fn None). The other
+    suites' scripts (flood_test, sink_tls_test, tests/cli) end with it."""
     if not fn:
         print(f"unknown case {CASE}", file=sys.stderr)
         return 2
@@ -963,4 +965,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(globals().get("test_" + CASE)))

@@ -273,23 +273,5 @@ def test_sink_refuses_ip_literal_not_in_certificate():
             "certificate failed verification", url="https://127.0.0.1:{port}")
 
 
-def main():
-    fn = globals().get("test_" + CASE)
-    if not fn:
-        print(f"unknown case {CASE}", file=sys.stderr)
-        return 2
-    t0 = time.time()
-    try:
-        fn()
-    except Failure as e:
-        print(f"FAIL {CASE}: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"FAIL {CASE}: {e} (is the dev stack up? scripts/devstack up)", file=sys.stderr)
-        return 1
-    print(f"ok {CASE} ({time.time() - t0:.1f} s)")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(e2e.main(globals().get("test_" + CASE)))

@@ -12,10 +12,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Check one number token: an integer must fit int64, any other number must
- * fit a double (neither overflow nor underflow to zero). */
+/* RFC 8259's number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?. cJSON
+ * and libbson read other spellings differently (cJSON reads -012 as -12,
+ * libbson as -0), so a payload could change on its way to MongoDB. */
+static bool json_number(const char *t, size_t n)
+{
+	size_t i = t[0] == '-';
+	size_t int_start = i;
+	while (i < n && t[i] >= '0' && t[i] <= '9')
+		i++;
+	if (i == int_start || (t[int_start] == '0' && i - int_start > 1))
+		return false;
+	if (i < n && t[i] == '.') {
+		size_t f = ++i;
+		while (i < n && t[i] >= '0' && t[i] <= '9')
+			i++;
+		if (i == f)
+			return false;
+	}
+	if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+		i++;
+		if (i < n && (t[i] == '+' || t[i] == '-'))
+			i++;
+		size_t e = i;
+		while (i < n && t[i] >= '0' && t[i] <= '9')
+			i++;
+		if (i == e)
+			return false;
+	}
+	return i == n;
+}
+
+/* Check one number token: JSON's grammar, an integer must fit int64, any
+ * other number must fit a double (neither overflow nor underflow to zero). */
 static int check_number(const char *tok, size_t n, const char *what, djob_error_t *err)
 {
+	if (!json_number(tok, n))
+		return djob_set_error(err, DJOB_EINVAL, 0, "%s holds %.*s%s, which is not a JSON number",
+		                      what, (int)(n > 40 ? 40 : n), tok, n > 40 ? "..." : "");
 	bool integer = true;
 	for (size_t i = 0; i < n; i++) /* tok is not NUL-terminated */
 		integer = integer && tok[i] != '.' && tok[i] != 'e' && tok[i] != 'E';

@@ -124,6 +124,26 @@ static void test_numbers_outside_a_double_and_non_finite_are_refused(void)
 	CHECK_INT(parse("{\"n\":5e-324}", &err), 0);
 }
 
+/* cJSON reads -012 as -12 and libbson as -0: only JSON's own spelling of a
+ * number gets through, so both read the same value. */
+static void test_numbers_outside_jsons_grammar_are_refused(void)
+{
+	djob_error_t err;
+	const char *bad[] = {"{\"n\":-0254740993}", "{\"n\":012}", "{\"n\":00}",
+	                     "{\"n\":1.}",          "{\"n\":1.e5}", "{\"n\":1e}",
+	                     "{\"n\":1e+}",         "{\"n\":-}",    "{\"n\":1-2}",
+	                     "{\"n\":+1}",          "[1e5e5]",      "[--1]"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		CHECK_INT(parse(bad[i], &err), DJOB_EINVAL);
+	}
+	CHECK_INT(parse("{\"n\":012}", &err), DJOB_EINVAL);
+	CHECK(strstr(err.message, "012, which is not a JSON number") != NULL);
+	const char *good[] = {"{\"n\":0}", "{\"n\":-0}", "{\"n\":-0.0}", "{\"n\":0.5e-3}",
+	                      "{\"n\":10E+2}", "{\"n\":-1e-0}", "[0,1,-2]"};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+		CHECK_INT(parse(good[i], &err), 0);
+}
+
 static void test_numbers_render_exactly(void)
 {
 	char *out = round_trip("{\"a\":9007199254740993,\"b\":-9223372036854775808,"
@@ -208,6 +228,7 @@ int main(void)
 	RUN(test_deep_text_is_refused_on_a_small_thread_stack);
 	RUN(test_integers_must_fit_int64);
 	RUN(test_numbers_outside_a_double_and_non_finite_are_refused);
+	RUN(test_numbers_outside_jsons_grammar_are_refused);
 	RUN(test_numbers_render_exactly);
 	RUN(test_dollar_keys_and_extended_json_are_refused);
 	RUN(test_grammar_trailing_text_and_top_level_scalars_are_refused);

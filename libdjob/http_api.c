@@ -233,6 +233,7 @@ static int api_handler(struct mg_connection *conn, void *cbdata)
 	const char *uri = r.ri->local_uri ? r.ri->local_uri : "";
 	const char *m = r.ri->request_method;
 	bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+	const djob_asset_t *asset;
 	if (strcmp(uri, "/health") == 0) {
 		r.route = "/health";
 		if (get)
@@ -273,6 +274,14 @@ static int api_handler(struct mg_connection *conn, void *cbdata)
 		}
 	} else if (strncmp(uri, JOBS_PREFIX, strlen(JOBS_PREFIX)) == 0) {
 		job_routes(s, &r, uri + strlen(JOBS_PREFIX));
+	} else if ((asset = djob_asset_find(uri)) != NULL) {
+		/* Public: the dashboard asks for a token itself, and the API's
+		 * description is no secret. */
+		r.route = "asset";
+		if (get)
+			djob_http_send_asset(&r, asset);
+		else
+			djob_http_send_405(&r, "GET");
 	} else {
 		djob_http_send_error(&r, 404, "No such route");
 	}

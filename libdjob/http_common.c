@@ -415,6 +415,34 @@ void djob_http_send(djob_http_req_t *r, int status, const char *content_type, co
 		mg_write(r->conn, body, len);
 }
 
+/* Built-in files are revalidated (no-cache) rather than stored for a time,
+ * so a new djob-api's dashboard shows at once; the policy keeps the page to
+ * its own files and this API (nothing from outside, no inline script). */
+void djob_http_send_asset(djob_http_req_t *r, const djob_asset_t *a)
+{
+	const char *inm = mg_get_header(r->conn, "If-None-Match");
+	bool fresh = inm && strstr(inm, a->etag) != NULL;
+	char clen[32];
+	snprintf(clen, sizeof clen, "%zu", fresh ? (size_t)0 : a->len);
+	r->status = fresh ? 304 : 200;
+	if (r->close)
+		mg_disable_connection_keep_alive(r->conn);
+	mg_response_header_start(r->conn, r->status);
+	if (!fresh) {
+		mg_response_header_add(r->conn, "Content-Type", a->content_type, -1);
+		mg_response_header_add(r->conn, "Content-Length", clen, -1);
+	}
+	mg_response_header_add(r->conn, "ETag", a->etag, -1);
+	mg_response_header_add(r->conn, "Cache-Control", "no-cache", -1);
+	mg_response_header_add(r->conn, "X-Content-Type-Options", "nosniff", -1);
+	mg_response_header_add(r->conn, "Content-Security-Policy",
+	                       "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+	                       -1);
+	mg_response_header_send(r->conn);
+	if (!fresh && strcmp(r->ri->request_method, "HEAD") != 0)
+		mg_write(r->conn, a->data, a->len);
+}
+
 void djob_http_send_json(djob_http_req_t *r, int status, const char *json)
 {
 	if (!json)

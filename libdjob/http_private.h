@@ -11,6 +11,7 @@
 #ifndef DJOB_HTTP_PRIVATE_H
 #define DJOB_HTTP_PRIVATE_H
 
+#include "assets.h"
 #include "djob_private.h"
 #include "metrics.h"
 
@@ -106,6 +107,9 @@ void djob_http_send_error(djob_http_req_t *r, int status, const char *message);
 
 /* Send the error of a failed libdjob call with its HTTP status. */
 void djob_http_send_djob_error(djob_http_req_t *r, int code, const djob_error_t *e);
+
+/* A built-in file (assets.h): 304 when If-None-Match holds its ETag. */
+void djob_http_send_asset(djob_http_req_t *r, const djob_asset_t *a);
 
 /* 405 with an Allow header. */
 void djob_http_send_405(djob_http_req_t *r, const char *allow);

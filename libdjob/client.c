@@ -512,6 +512,12 @@ int djob_client_job_stats(char **json_out, djob_client_t *c, djob_error_t *err)
 	return djob_store_stats(c->store, json_out, err);
 }
 
+void djob_client_job_stats_prefetch(djob_client_t *c)
+{
+	if (c)
+		djob_store_stats_prefetch(c->store);
+}
+
 static int check_id(const char *id, djob_error_t *err)
 {
 	if (!id || !djob_id_is_valid(id))

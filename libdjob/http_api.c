@@ -316,7 +316,10 @@ int djob_api_server_new(djob_api_server_t **out, djob_client_t *client, const dj
 int djob_api_server_start(djob_api_server_t *s, int port, djob_error_t *err)
 {
 	long p = port > 0 ? port : djob_config_get_int(s->http.conf, "api.port");
-	return djob_http_start(&s->http, p, api_handler, s, err);
+	int rc = djob_http_start(&s->http, p, api_handler, s, err);
+	if (rc == 0)
+		djob_client_job_stats_prefetch(s->client);
+	return rc;
 }
 
 void djob_api_server_stop(djob_api_server_t *s)

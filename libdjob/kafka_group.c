@@ -196,7 +196,8 @@ static int read_committed(group_t *g, rd_kafka_t *rk, rd_kafka_queue_t *q, const
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)g->n);
 	for (size_t i = 0; i < g->n; i++)
 		rd_kafka_topic_partition_list_add(l, g->parts[i].topic, g->parts[i].partition);
-	rd_kafka_ListConsumerGroupOffsets_t *req = rd_kafka_ListConsumerGroupOffsets_new(group_id, l);
+	rd_kafka_ListConsumerGroupOffsets_t *req =
+		rd_kafka_ListConsumerGroupOffsets_new(group_id, l);
 	rd_kafka_topic_partition_list_destroy(l);
 	rd_kafka_AdminOptions_t *o =
 		admin_options(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, deadline);
@@ -211,11 +212,12 @@ static int read_committed(group_t *g, rd_kafka_t *rk, rd_kafka_queue_t *q, const
 		rd_kafka_event_ListConsumerGroupOffsets_result(ev), &cnt);
 	int rc = 0;
 	if (cnt != 1)
-		rc = djob_set_error(err, DJOB_EKAFKA, 1, "Kafka listed offsets of %zu groups, not one",
-		                    cnt);
+		rc = djob_set_error(err, DJOB_EKAFKA, 1,
+		                    "Kafka listed offsets of %zu groups, not one", cnt);
 	else if (rd_kafka_group_result_error(gr[0]))
 		rc = djob_set_error(err, DJOB_EKAFKA, 1, "Kafka cannot list the offsets of %s: %s",
-		                    group_id, rd_kafka_error_string(rd_kafka_group_result_error(gr[0])));
+		                    group_id,
+		                    rd_kafka_error_string(rd_kafka_group_result_error(gr[0])));
 	const rd_kafka_topic_partition_list_t *res =
 		rc == 0 ? rd_kafka_group_result_partitions(gr[0]) : NULL;
 	for (int k = 0; res && k < res->cnt; k++) {

@@ -16,6 +16,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct {
 	char *topic;
@@ -234,8 +235,18 @@ static int read_watermarks(group_t *g, rd_kafka_t *rk, int64_t deadline, djob_er
 {
 	for (size_t i = 0; i < g->n; i++) {
 		part_t *x = &g->parts[i];
-		rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-			rk, x->topic, x->partition, &x->low, &x->end, remaining(deadline));
+		rd_kafka_resp_err_t e;
+		/* A topic just made has no leader for a moment (its first
+		 * seconds answer NOT_LEADER): ask again while time remains. */
+		while ((e = rd_kafka_query_watermark_offsets(rk, x->topic, x->partition, &x->low,
+		                                             &x->end, remaining(deadline))) &&
+		       (e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+		        e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+		        e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) &&
+		       djob_mono_ms() + 100 < deadline) {
+			struct timespec ts = {0, 100 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
 		if (e)
 			return djob_set_error(err, DJOB_EKAFKA, 1,
 			                      "Kafka did not give the end of %s[%d]: %s", x->topic,

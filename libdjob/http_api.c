@@ -261,6 +261,16 @@ static int api_handler(struct mg_connection *conn, void *cbdata)
 			int rc = djob_client_job_stats(&out, s->client, &e);
 			reply(&r, rc, &e, out, 200);
 		}
+	} else if (strcmp(uri, "/workers") == 0) {
+		r.route = "/workers";
+		if (!get) {
+			djob_http_send_405(&r, "GET");
+		} else if (djob_http_authorize(&r, DJOB_PERM_READ) == 0) {
+			char *out = NULL;
+			djob_error_t e;
+			int rc = djob_client_workers(&out, s->client, &e);
+			reply(&r, rc, &e, out, 200);
+		}
 	} else if (strcmp(uri, "/jobs") == 0) {
 		r.route = "/jobs";
 		if (strcmp(m, "POST") == 0) {

@@ -135,6 +135,18 @@ DJOB_EXTERN int djob_client_stats(char **json_out, djob_client_t *client, djob_e
  * Ownership: *json_out is allocated, free with djob_free. */
 DJOB_EXTERN int djob_client_job_stats(char **json_out, djob_client_t *client, djob_error_t *err);
 
+/* The workers of the consumer group (config group.id) as Kafka sees them,
+ * as GET /workers answers: {"asOf":..., "group":..., "state":"Stable"|
+ * "Empty"|"PreparingRebalance"|..., "workers":[{"id":<its client.id, the
+ * worker id>, "host":..., "partitions":[{"topic":..., "partition":n,
+ * "committed":n, "end":n, "lag":n}], "lag":n}], "unassigned":[<partitions
+ * of the job topics no worker holds>], "lag":{"total":n,
+ * "byTopic":{"<topic>":n}}}. committed is -1 where the group has committed
+ * nothing, and lag then counts from the partition's first offset. Asks
+ * Kafka each time and waits at most about 4 s (DJOB_EKAFKA when it does
+ * not answer). Ownership: *json_out is allocated, free with djob_free. */
+DJOB_EXTERN int djob_client_workers(char **json_out, djob_client_t *client, djob_error_t *err);
+
 DJOB_END_DECLS
 
 #endif

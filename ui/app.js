@@ -318,7 +318,8 @@ async function loadJobs() {
     'data-id': j._id, class: j._id === state.jobId ? 'sel' : '',
     on: { click: () => openJob(j._id) },
   },
-  el('td', { class: 'mono' }, el('a', { href: '#', on: { click: (ev) => ev.preventDefault() } }, j._id)),
+  el('td', { class: 'mono', title: j._id },
+    el('a', { href: '#', on: { click: (ev) => ev.preventDefault() } }, shortId(j._id))),
   el('td', {}, j.type || ''),
   el('td', { class: 'status' }, badge(j.status)),
   el('td', { class: 'num' }, String(j.attempts ?? '')),
@@ -330,6 +331,11 @@ async function loadJobs() {
   $('page-prev').disabled = state.cursors.length < 2;
   $('page-first').disabled = state.cursors.length < 2;
   $('page-no').textContent = 'page ' + state.cursors.length;
+}
+
+/* The first group of a uuid, as a list shows it (the detail has it all). */
+function shortId(id) {
+  return typeof id === 'string' && id.length > 13 ? id.slice(0, 13) + '…' : String(id);
 }
 
 function badge(status) {
@@ -430,7 +436,7 @@ function drawJob(job) {
     el('td', { class: 'num' }, String(h.attempt ?? '')),
     el('td', {}, h.workerId || ''),
     el('td', {}, badge(h.status)),
-    el('td', {}, h.error || ''),
+    el('td', { class: 'wrap' }, h.error || ''),
     el('td', {}, when(h.finishedAt)))));
   $('d-history').hidden = hist.length === 0;
   $('d-history-none').hidden = hist.length > 0;
@@ -478,7 +484,7 @@ async function loadWorkers() {
     (p.committed < 0 ? '—' : p.committed) + ' / ' + p.end + ', lag ' + p.lag;
   const rows = (w.workers || []).map((x) => el('tr', { 'data-worker': x.id },
     el('td', { class: 'mono' }, x.id), el('td', {}, x.host || ''),
-    el('td', {}, ...(x.partitions || []).map((p) => el('div', {}, part(p)))),
+    el('td', { class: 'wrap' }, ...(x.partitions || []).map((p) => el('div', {}, part(p)))),
     el('td', { class: 'num' }, String(x.lag))));
   if (!rows.length) rows.push(el('tr', {}, el('td', { colSpan: 4, class: 'muted' }, 'No worker in the group.')));
   $('workers').tBodies[0].replaceChildren(...rows);

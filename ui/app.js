@@ -435,8 +435,7 @@ function drawJob(job) {
   $('d-history').tBodies[0].replaceChildren(...hist.map((h) => el('tr', {},
     el('td', { class: 'num' }, String(h.attempt ?? '')),
     el('td', {}, h.workerId || ''),
-    el('td', {}, badge(h.status)),
-    el('td', { class: 'wrap' }, h.error || ''),
+    el('td', { class: 'wrap' }, badge(h.status), h.error ? el('div', { class: 'why' }, h.error) : null),
     el('td', {}, when(h.finishedAt)))));
   $('d-history').hidden = hist.length === 0;
   $('d-history-none').hidden = hist.length > 0;

@@ -161,11 +161,11 @@ function statsCounts(s) {
   return out;
 }
 
-async function screenshot(page, name) {
+async function screenshot(page, name, fullPage = false) {
   if (process.env.DJOB_SCREENSHOTS !== '1') return;
   const dir = process.env.DJOB_SCREENSHOTS_DIR;
   check(dir && existsSync(dir), `DJOB_SCREENSHOTS_DIR is not a folder: ${dir}`);
-  await page.screenshot({ path: path.join(dir, name) });
+  await page.screenshot({ path: path.join(dir, name), fullPage });
   console.log('wrote ' + path.join(dir, name));
 }
 
@@ -177,6 +177,10 @@ cases.submitted_jobs_are_listed_opened_and_counted = async () => {
   const good = [];
   for (let i = 0; i < 6; i++) good.push(await submit(ok(i)));
   const bad = [await submit(failing(1, 2)), await submit(failing(2))];
+  // No handler of these types runs here (the worker has the e2e plugin's
+  // compute only): they stay queued.
+  const waiting = [await submit({ type: 'file', payload: { path: 'report.csv' } }),
+    await submit({ type: 'data', payload: { op: 'sum', values: [1, 2, 3] } })];
   for (const id of good) await waitStatus(id, 'completed');
   for (const id of bad) await waitStatus(id, 'failed');
   const page = await open(TOKENS.admin);
@@ -188,11 +192,14 @@ cases.submitted_jobs_are_listed_opened_and_counted = async () => {
   for (const id of bad) {
     await until(async () => (await rowStatus(page, id)) === 'failed', `${id} not listed failed`);
   }
+  for (const id of waiting) {
+    await until(async () => (await rowStatus(page, id)) === 'queued', `${id} not listed queued`);
+  }
 
   // The counts are GET /stats' (both read once the figures settled).
   await until(async () => {
     const s = (await call(API, 'GET', '/stats', { token: TOKENS.admin })).json;
-    if (s.total !== 8 || s.byStatus.completed !== 6) return null;
+    if (s.total !== 10 || s.byStatus.completed !== 6 || s.byStatus.queued !== 2) return null;
     const want = JSON.stringify(statsCounts(s));
     const got = JSON.stringify(await shownCounts(page));
     return got === want ? got : null;
@@ -215,7 +222,7 @@ cases.submitted_jobs_are_listed_opened_and_counted = async () => {
       `the workers panel does not say "${w.json.error}"`);
   }
   await page.waitForTimeout(300);
-  await screenshot(page, 'dashboard.png');
+  await screenshot(page, 'dashboard.png', true);
 
   // A completed job's detail: its result and its one attempt.
   await openJob(page, good[0]);

@@ -122,7 +122,11 @@ async function start() {
   try {
     who = await api('GET', '/auth');
   } catch (e) {
-    if (e.status !== 401) say('banner', e.message);
+    // Not a refused token: the API is down or failing; ask again.
+    if (e.status !== 401) {
+      say('banner', e.message);
+      setTimeout(start, REFRESH_MS);
+    }
     return;
   }
   state.tokens = who.tokens;

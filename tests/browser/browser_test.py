@@ -31,7 +31,8 @@ CASES = ["submitted_jobs_are_listed_opened_and_counted",
          "failed_job_retried_from_the_ui_is_requeued",
          "filters_paging_and_search_by_id",
          "submit_and_worker_tokens_see_no_retry_or_cancel",
-         "token_form_on_401_wrong_token_and_sign_out"]
+         "token_form_on_401_wrong_token_and_sign_out",
+         "api_errors_are_shown_as_their_sentence"]
 
 
 def range_port():

@@ -400,6 +400,33 @@ cases.token_form_on_401_wrong_token_and_sign_out = async () => {
   await openJob(p2, id);
 };
 
+cases.api_errors_are_shown_as_their_sentence = async () => {
+  const id = await submit(ok(1));
+  await waitStatus(id, 'completed');
+  // The browser's requests are answered here instead of by the API: a 503
+  // with a sentence, a 500 without JSON, no answer at all.
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await ctx.addInitScript((t) => sessionStorage.setItem('djob.token', t), TOKENS.admin);
+  await ctx.route(/\/stats$/, (r) => r.fulfill({
+    status: 503, contentType: 'application/json', body: '{"error":"MongoDB is unreachable"}',
+  }));
+  await ctx.route(/\/jobs\?/, (r) => r.fulfill({ status: 500, contentType: 'text/html', body: '<h1>oops</h1>' }));
+  await ctx.route(/\/workers$/, (r) => r.abort('connectionrefused'));
+  const page = await ctx.newPage();
+  await page.goto(API + '/ui/');
+  await until(async () => (await text(page, '#stats-error')) === 'MongoDB is unreachable',
+    'the stats panel does not say the API\'s sentence');
+  await until(async () => (await text(page, '#jobs-error')) === 'The API answered HTTP 500',
+    'the job list does not say that the API failed');
+  await until(async () => /^The API did not answer/.test(await text(page, '#w-error')),
+    'the workers panel does not say that the API did not answer');
+  // The rest still works: a job opens by its id.
+  await page.fill('#search-id', id);
+  await page.click('#search button');
+  await until(async () => (await field(page, 'status')) === 'completed', 'search by id with the list failing');
+  await ctx.close();
+};
+
 /* ---- running one ---- */
 
 async function main() {

@@ -283,19 +283,6 @@ static int api_handler(struct mg_connection *conn, void *cbdata)
 			int rc = djob_client_job_stats(&out, s->client, &e);
 			reply(&r, rc, &e, out, 200);
 		}
-	} else if (strcmp(uri, "/auth") == 0) {
-		r.route = "/auth";
-		if (get)
-			auth(&r);
-		else
-			djob_http_send_405(&r, "GET");
-	} else if (strcmp(uri, "/ui") == 0) {
-		/* The dashboard's files are relative to /ui/. */
-		r.route = "asset";
-		if (get)
-			djob_http_send(&r, 308, "application/json", "{}", 2, "Location", "/ui/");
-		else
-			djob_http_send_405(&r, "GET");
 	} else if (strcmp(uri, "/jobs") == 0) {
 		r.route = "/jobs";
 		if (strcmp(m, "POST") == 0) {
@@ -309,6 +296,19 @@ static int api_handler(struct mg_connection *conn, void *cbdata)
 		}
 	} else if (strncmp(uri, JOBS_PREFIX, strlen(JOBS_PREFIX)) == 0) {
 		job_routes(s, &r, uri + strlen(JOBS_PREFIX));
+	} else if (strcmp(uri, "/auth") == 0) {
+		r.route = "/auth";
+		if (get)
+			auth(&r);
+		else
+			djob_http_send_405(&r, "GET");
+	} else if (strcmp(uri, "/ui") == 0) {
+		/* The dashboard's files are relative to /ui/. */
+		r.route = "asset";
+		if (get)
+			djob_http_send(&r, 308, "application/json", "{}", 2, "Location", "/ui/");
+		else
+			djob_http_send_405(&r, "GET");
 	} else if ((asset = djob_asset_find(uri)) != NULL) {
 		/* Public: the dashboard asks for a token itself, and the API's
 		 * description is no secret. */

@@ -494,8 +494,15 @@ async function loadWorkers() {
   const lag = w.lag || {};
   $('w-summary').textContent = 'group ' + w.group + ', ' + w.state + ', total lag ' +
     (lag.total ?? 0) + (w.asOf ? ', as of ' + when(w.asOf) + ' UTC' : '');
+  /* Partitions no worker holds: those with jobs waiting by name, the
+   * others counted. */
   const un = w.unassigned || [];
-  say('w-unassigned', un.length ? 'Not assigned to any worker: ' + un.map(part).join('; ') : '');
+  const waiting = un.filter((p) => p.lag > 0);
+  const idle = un.length - waiting.length;
+  say('w-unassigned', un.length ? 'Not assigned to any worker: ' +
+    (waiting.length ? waiting.map(part).join('; ') : 'no jobs waiting') +
+    (idle ? (waiting.length ? '; and ' : ' in ') + idle + ' partition' + (idle > 1 ? 's' : '') +
+      ' without lag' : '') + '.' : '');
 }
 
 start();

@@ -512,6 +512,25 @@ int djob_client_job_stats(char **json_out, djob_client_t *c, djob_error_t *err)
 	return djob_store_stats(c->store, json_out, err);
 }
 
+void djob_client_job_stats_prefetch(djob_client_t *c)
+{
+	if (c)
+		djob_store_stats_prefetch(c->store);
+}
+
+/* Long enough for a loaded broker, short enough for an operator waiting
+ * on a page: a Kafka that does not answer is a 503 within this. */
+#define WORKERS_TIMEOUT_MS 4000
+
+int djob_client_workers(char **json_out, djob_client_t *c, djob_error_t *err)
+{
+	*json_out = NULL;
+	if (!c)
+		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
+	return djob_kafka_group_json(djob_producer_handle(c->producer), c->conf,
+	                             WORKERS_TIMEOUT_MS, json_out, err);
+}
+
 static int check_id(const char *id, djob_error_t *err)
 {
 	if (!id || !djob_id_is_valid(id))

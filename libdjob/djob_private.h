@@ -147,4 +147,10 @@ void djob_offsets_foreach(const djob_offsets_t *t,
 /* Forget a partition (after it was revoked). */
 void djob_offsets_forget(djob_offsets_t *t, const char *topic, int32_t partition);
 
+/* ---- client (client.c) ---- */
+
+/* Start reading the figures of djob_client_job_stats now, without waiting
+ * (djob-api at start, so that its first GET /stats waits for nothing). */
+void djob_client_job_stats_prefetch(djob_client_t *c);
+
 #endif

@@ -283,6 +283,16 @@ static int api_handler(struct mg_connection *conn, void *cbdata)
 			int rc = djob_client_job_stats(&out, s->client, &e);
 			reply(&r, rc, &e, out, 200);
 		}
+	} else if (strcmp(uri, "/workers") == 0) {
+		r.route = "/workers";
+		if (!get) {
+			djob_http_send_405(&r, "GET");
+		} else if (djob_http_authorize(&r, DJOB_PERM_READ) == 0) {
+			char *out = NULL;
+			djob_error_t e;
+			int rc = djob_client_workers(&out, s->client, &e);
+			reply(&r, rc, &e, out, 200);
+		}
 	} else if (strcmp(uri, "/jobs") == 0) {
 		r.route = "/jobs";
 		if (strcmp(m, "POST") == 0) {
@@ -351,7 +361,10 @@ int djob_api_server_new(djob_api_server_t **out, djob_client_t *client, const dj
 int djob_api_server_start(djob_api_server_t *s, int port, djob_error_t *err)
 {
 	long p = port > 0 ? port : djob_config_get_int(s->http.conf, "api.port");
-	return djob_http_start(&s->http, p, api_handler, s, err);
+	int rc = djob_http_start(&s->http, p, api_handler, s, err);
+	if (rc == 0)
+		djob_client_job_stats_prefetch(s->client);
+	return rc;
 }
 
 void djob_api_server_stop(djob_api_server_t *s)

@@ -197,7 +197,9 @@ int djob_producer_new(djob_producer_t **out, const djob_config_t *conf, djob_err
 	     * 1,300 to 1,800 with 0 on the dev stack). */
 	    djob_kafka_conf_default(kc, conf, "linger.ms", "0", err) != 0 ||
 	    /* A down broker fails a submission in seconds (503), not minutes. */
-	    djob_kafka_conf_default(kc, conf, "message.timeout.ms", "10000", err) != 0) {
+	    djob_kafka_conf_default(kc, conf, "message.timeout.ms", "10000", err) != 0 ||
+	    /* Apart from the workers, whose client.id is their worker id. */
+	    djob_kafka_conf_default(kc, conf, "client.id", "djob-client", err) != 0) {
 		if (kc)
 			rd_kafka_conf_destroy(kc);
 		djob_config_free(p->conf);

@@ -53,4 +53,11 @@ size_t djob_producer_max_message(const djob_producer_t *p);
 /* The underlying handle (for admin calls). */
 rd_kafka_t *djob_producer_handle(djob_producer_t *p);
 
+/* The consumer group of config group.id as GET /workers answers
+ * (kafka_group.c): members, their partitions of the topic.prefix topics,
+ * committed offsets, ends and lag. Waits at most about timeout_ms; a Kafka
+ * that does not answer is DJOB_EKAFKA. */
+int djob_kafka_group_json(rd_kafka_t *rk, const djob_config_t *conf, int timeout_ms,
+                          char **json_out, djob_error_t *err);
+
 #endif

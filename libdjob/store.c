@@ -124,9 +124,9 @@ void djob_store_free(djob_store_t *s)
 {
 	if (!s)
 		return;
+	djob_store_stats_free(s->stats); /* waits for a read under way */
 	if (s->pool)
 		mongoc_client_pool_destroy(s->pool);
-	djob_store_stats_free(s->stats);
 	djob_config_free(s->conf);
 	free(s->db);
 	free(s->coll);

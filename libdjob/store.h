@@ -106,9 +106,12 @@ int djob_store_list(djob_store_t *store, const char *status, const char *type, i
                     const char *after, char **json_out, djob_error_t *err);
 
 /* Jobs by status and type and recent throughput, as GET /stats answers
- * them, from a snapshot at most about a second old (store_stats.c).
- * Ownership: free() *json_out. */
+ * them, from the last snapshot (store_stats.c): only the store's first
+ * figures are waited for. Ownership: free() *json_out. */
 int djob_store_stats(djob_store_t *store, char **json_out, djob_error_t *err);
+
+/* Start reading the figures now, without waiting (djob-api at start). */
+void djob_store_stats_prefetch(djob_store_t *store);
 
 /* 0 when the server answers a ping. */
 int djob_store_ping(djob_store_t *store, djob_error_t *err);

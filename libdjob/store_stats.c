@@ -11,15 +11,16 @@
  * on every server, with any number of API replicas and workers: there is
  * nothing to keep in step between them.
  *
- * That read is not made per request. Each store keeps the last figures
- * (a snapshot) and reads again only when they are older than
- * STATS_MAX_AGE_MS, or ten times as long as the last read took, whichever
- * is longer: so on a large collection the reads take at most a tenth of
- * the server's time for one API replica, and once jobs stop changing the
- * figures are exact from the next read on. One request reads at a time;
- * the others meanwhile get the previous snapshot (only the very first
- * request of a store waits for a read). Each figure carries `asOf`, when
- * it was read.
+ * That read is not made per request, and no request waits for it. Each
+ * store keeps the last figures (a snapshot) and reads again, on a thread of
+ * its own, when a request finds them older than STATS_MAX_AGE_MS or ten
+ * times as long as the last read took, whichever is longer: that request
+ * and every other meanwhile get the snapshot at once, so on a large
+ * collection the reads take at most a tenth of the server's time for one
+ * API replica, and once jobs stop changing the figures are exact from the
+ * next read on. Only a store's very first figures are waited for; djob-api
+ * starts that read when it starts (djob_store_stats_prefetch). Each answer
+ * carries `asOf`, when it was read.
  */
 #include "store_private.h"
 
@@ -37,18 +38,27 @@
 struct djob_store_stats_s {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	bool busy;       /* a read is under way */
-	char *snapshot;  /* the last figures as JSON, or NULL */
-	int64_t at;      /* monotonic ms when they were read */
-	int64_t cost_ms; /* how long that read took */
+	djob_store_t *store;
+	bool busy;        /* a read is under way */
+	bool joinable;    /* `thread` was started and not joined yet */
+	pthread_t thread; /* the last read */
+	char *snapshot;   /* the last figures as JSON, or NULL */
+	int64_t at;       /* monotonic ms when they were read */
+	int64_t cost_ms;  /* how long that read took */
+	int rc;           /* the last read's failure while there is no snapshot */
+	djob_error_t err;
 };
 
 static pthread_mutex_t create_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* Waits for a read under way: it uses the store's connections, so this
+ * runs before they go (djob_store_free). */
 void djob_store_stats_free(djob_store_stats_t *st)
 {
 	if (!st)
 		return;
+	if (st->joinable)
+		pthread_join(st->thread, NULL);
 	pthread_mutex_destroy(&st->mu);
 	pthread_cond_destroy(&st->cv);
 	free(st->snapshot);
@@ -196,48 +206,100 @@ static int read_figures(djob_store_t *s, char **json_out, djob_error_t *err)
 	return rc;
 }
 
-int djob_store_stats(djob_store_t *s, char **json_out, djob_error_t *err)
+static void *reader(void *arg)
 {
-	*json_out = NULL;
+	djob_store_stats_t *st = arg;
+	char *json = NULL;
+	djob_error_t e;
+	int64_t t0 = djob_mono_ms();
+	int rc = read_figures(st->store, &json, &e);
+	pthread_mutex_lock(&st->mu);
+	if (rc == 0) {
+		free(st->snapshot);
+		st->snapshot = json;
+		st->at = djob_mono_ms();
+		st->cost_ms = st->at - t0;
+	} else if (!st->snapshot) {
+		st->rc = rc;
+		st->err = e;
+	} else { /* keep the last figures; asOf shows their age */
+		djob_logf(st->store->conf, DJOB_LOG_WARNING, "store", "Statistics not read again: %s",
+		          e.message);
+		st->at = djob_mono_ms(); /* and try again after the same wait */
+	}
+	st->busy = false;
+	pthread_cond_broadcast(&st->cv);
+	pthread_mutex_unlock(&st->mu);
+	return NULL;
+}
+
+/* The store's figures, created at the first call. */
+static djob_store_stats_t *stats_of(djob_store_t *s)
+{
 	pthread_mutex_lock(&create_mu);
 	if (!s->stats && (s->stats = calloc(1, sizeof *s->stats))) {
 		pthread_mutex_init(&s->stats->mu, NULL);
 		pthread_cond_init(&s->stats->cv, NULL);
+		s->stats->store = s;
 	}
 	djob_store_stats_t *st = s->stats;
 	pthread_mutex_unlock(&create_mu);
+	return st;
+}
+
+/* Start a read unless one is under way or the snapshot is fresh enough.
+ * Called with st->mu held. */
+static void refresh(djob_store_stats_t *st)
+{
+	int64_t max_age = st->cost_ms * STATS_SLOWDOWN;
+	if (max_age < STATS_MAX_AGE_MS)
+		max_age = STATS_MAX_AGE_MS;
+	if (st->busy || (st->snapshot && djob_mono_ms() - st->at < max_age))
+		return;
+	if (st->joinable) /* finished: it cleared busy */
+		pthread_join(st->thread, NULL);
+	st->joinable = false;
+	st->busy = true;
+	st->rc = 0;
+	if (pthread_create(&st->thread, NULL, reader, st) == 0) {
+		st->joinable = true;
+	} else {
+		st->busy = false;
+		if (!st->snapshot)
+			st->rc = djob_set_error(&st->err, DJOB_ENOMEM, 0,
+			                        "Could not start a thread to read the statistics");
+	}
+}
+
+void djob_store_stats_prefetch(djob_store_t *s)
+{
+	djob_store_stats_t *st = stats_of(s);
+	if (!st)
+		return;
+	pthread_mutex_lock(&st->mu);
+	refresh(st);
+	pthread_mutex_unlock(&st->mu);
+}
+
+int djob_store_stats(djob_store_t *s, char **json_out, djob_error_t *err)
+{
+	*json_out = NULL;
+	djob_store_stats_t *st = stats_of(s);
 	if (!st)
 		return djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
-
 	pthread_mutex_lock(&st->mu);
-	for (;;) {
-		int64_t max_age = st->cost_ms * STATS_SLOWDOWN;
-		if (max_age < STATS_MAX_AGE_MS)
-			max_age = STATS_MAX_AGE_MS;
-		if (st->snapshot && (djob_mono_ms() - st->at < max_age || st->busy))
-			break; /* fresh enough, or being read again by another request */
-		if (!st->busy) {
-			st->busy = true;
-			pthread_mutex_unlock(&st->mu);
-			char *json = NULL;
-			int64_t t0 = djob_mono_ms();
-			int rc = read_figures(s, &json, err);
-			pthread_mutex_lock(&st->mu);
-			st->busy = false;
-			pthread_cond_broadcast(&st->cv);
-			if (rc != 0) {
-				pthread_mutex_unlock(&st->mu);
-				return rc;
-			}
-			free(st->snapshot);
-			st->snapshot = json;
-			st->at = djob_mono_ms();
-			st->cost_ms = st->at - t0;
-			break;
-		}
-		pthread_cond_wait(&st->cv, &st->mu); /* the first read of this store */
+	refresh(st);
+	while (!st->snapshot && st->busy) /* the store's first figures */
+		pthread_cond_wait(&st->cv, &st->mu);
+	int rc = 0;
+	if (st->snapshot) {
+		if (!(*json_out = djob_strdup(st->snapshot)))
+			rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	} else {
+		rc = st->rc;
+		if (err)
+			*err = st->err;
 	}
-	*json_out = djob_strdup(st->snapshot);
 	pthread_mutex_unlock(&st->mu);
-	return *json_out ? 0 : djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	return rc;
 }

@@ -642,6 +642,12 @@ static int make_consumer(djob_worker_t *w, djob_error_t *err)
 	};
 	for (size_t i = 0; rc == 0 && i < sizeof defaults / sizeof defaults[0]; i++)
 		rc = djob_kafka_conf_default(kc, w->conf, defaults[i][0], defaults[i][1], err);
+	/* The group's members name their workers (GET /workers): the worker
+	 * id is the client.id, whatever kafka.client.id says. */
+	char errstr[512];
+	if (rc == 0 && rd_kafka_conf_set(kc, "client.id", w->id, errstr, sizeof errstr) !=
+	                       RD_KAFKA_CONF_OK)
+		rc = djob_set_error(err, DJOB_EINVAL, 0, "Worker id as Kafka client.id: %s", errstr);
 	if (rc != 0) {
 		rd_kafka_conf_destroy(kc);
 		return rc;
@@ -649,7 +655,6 @@ static int make_consumer(djob_worker_t *w, djob_error_t *err)
 	rd_kafka_conf_set_rebalance_cb(kc, rebalance);
 	rd_kafka_conf_set_stats_cb(kc, stats_cb);
 	rd_kafka_conf_set_opaque(kc, w);
-	char errstr[512];
 	w->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof errstr);
 	if (!w->rk) {
 		rd_kafka_conf_destroy(kc);

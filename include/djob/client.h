@@ -126,12 +126,26 @@ DJOB_EXTERN int djob_client_stats(char **json_out, djob_client_t *client, djob_e
  * "queued":n,...}}, "throughput":{"perMinute":{"start":...,
  * "intervalSeconds":60,"completed":[60 counts],"failed":[...]},
  * "perSecond":{... 1 ...}}}: the last bucket of each series is the current
- * minute or second. Read from the jobs themselves at most about once a
- * second per client (less often on a collection that takes long to read),
- * so exact once jobs stop changing; asOf says when. (djob_client_stats,
- * above, counts this client's own submissions.) Ownership: *json_out is
- * allocated, free with djob_free. */
+ * minute or second. Answered at once from the client's last reading of
+ * the jobs themselves, which a thread of its own takes again when a call
+ * finds it more than a second old (or ten times as old as a reading takes,
+ * on a large collection); only the client's first call waits for one. So
+ * exact once jobs stop changing; asOf says when they were read.
+ * (djob_client_stats, above, counts this client's own submissions.)
+ * Ownership: *json_out is allocated, free with djob_free. */
 DJOB_EXTERN int djob_client_job_stats(char **json_out, djob_client_t *client, djob_error_t *err);
+
+/* The workers of the consumer group (config group.id) as Kafka sees them,
+ * as GET /workers answers: {"asOf":..., "group":..., "state":"Stable"|
+ * "Empty"|"PreparingRebalance"|..., "workers":[{"id":<its client.id, the
+ * worker id>, "host":..., "partitions":[{"topic":..., "partition":n,
+ * "committed":n, "end":n, "lag":n}], "lag":n}], "unassigned":[<partitions
+ * of the job topics no worker holds>], "lag":{"total":n,
+ * "byTopic":{"<topic>":n}}}. committed is -1 where the group has committed
+ * nothing, and lag then counts from the partition's first offset. Asks
+ * Kafka each time and waits at most about 4 s (DJOB_EKAFKA when it does
+ * not answer). Ownership: *json_out is allocated, free with djob_free. */
+DJOB_EXTERN int djob_client_workers(char **json_out, djob_client_t *client, djob_error_t *err);
 
 DJOB_END_DECLS
 

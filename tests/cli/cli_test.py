@@ -283,6 +283,57 @@ def test_cancel_retry_watch_and_worker_control(st):
         watch.stderr.close()
 
 
+def test_workers_table_and_json(st):
+    api = st.api(tokens=TOKENS)
+    wid = st.group + "-cli"
+    wport = st.worker(worker_id=wid)
+    compute = st.prefix + "compute"
+    refused(djob("workers", api=api), 1, "workers without a token", "(HTTP 401)")
+    refused(djob("workers", "extra", api=api, token=SUBMIT), 2, "workers with an argument")
+
+    def settle(want, timeout=60):
+        deadline = time.time() + timeout
+        while True:
+            j = json.loads(ok(djob("workers", "--json", api=api, token=SUBMIT), "workers --json"))
+            if want(j) or time.time() > deadline:
+                return j
+            time.sleep(0.2)
+
+    jobs = [ok(djob("submit", "compute", json.dumps({"input": f"c{i}"}), api=api, token=SUBMIT),
+               "submit").strip() for i in range(4)]
+    ok(djob("wait", *jobs, "--timeout", "60", api=api, token=SUBMIT), "wait")
+    j = settle(lambda j: j["state"] == "Stable" and j["lag"]["total"] == 0 and
+               sum(p["end"] for w in j["workers"] for p in w["partitions"]) == 4)
+    check([w["id"] for w in j["workers"]] == [wid] and len(j["workers"][0]["partitions"]) == 3,
+          f"workers --json {j}")
+    check(set(j) == {"asOf", "group", "state", "workers", "unassigned", "lag"}, f"keys {j}")
+
+    table = ok(djob("workers", api=api, token=SUBMIT), "workers").splitlines()
+    check(table[0].split() == ["WORKER", "HOST", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"],
+          f"workers header {table}")
+    rows = [line.split() for line in table[1:] if line.startswith(wid)]
+    check(sorted(int(r[3]) for r in rows) == [0, 1, 2] and all(r[2] == compute for r in rows),
+          f"worker rows {table}")
+    byp = {p["partition"]: p for p in j["workers"][0]["partitions"]}
+    for r in rows:
+        p = byp[int(r[3])]
+        check([int(x) for x in r[4:7]] == [p["committed"], p["end"], p["lag"]], f"row {r} {p}")
+    check(f"group {st.group} (Stable): 1 worker, lag 0" in table, f"workers totals {table}")
+
+    # Stopped: no member, the new jobs are lag on unassigned partitions.
+    check(request(wport, "POST", "/stop").status == 200, "POST /stop")
+    settle(lambda j: j["state"] == "Empty")
+    for i in range(3):
+        ok(djob("submit", "compute", json.dumps({"input": f"l{i}"}), api=api, token=SUBMIT),
+           "submit")
+    settle(lambda j: j["lag"]["total"] == 3, timeout=20)
+    table = ok(djob("workers", api=api, token=SUBMIT), "workers").splitlines()
+    un = [line.split() for line in table[1:] if line.startswith("(unassigned)")]
+    check(sum(int(r[-1]) for r in un if r[2] == compute) == 3, f"unassigned rows {table}")
+    check(f"group {st.group} (Empty): 0 workers, lag 3" in table, f"workers totals {table}")
+    check(any(line.split() == [compute, "3"] for line in table), f"lag by topic {table}")
+
+
 def test_bad_input_bad_url_and_wrong_token(st):
     api = st.api(tokens=TOKENS)
 
@@ -352,7 +403,7 @@ def test_bad_input_bad_url_and_wrong_token(st):
 
     # --help for every command: stdout, exit 0.
     for cmd in ("submit", "get", "list", "wait", "watch", "cancel", "retry", "health", "stats",
-                "worker"):
+                "workers", "worker"):
         for args in ([cmd, "--help"], ["help", cmd]):
             out = ok(djob(*args), " ".join(args))
             check(out.startswith(f"usage: djob {cmd}") and "--url URL" in out, f"{args}: {out!r}")

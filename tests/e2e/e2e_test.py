@@ -164,10 +164,12 @@ class Stack:
         return port
 
     def worker(self, sink="store", api_port=None, token=None, tokens=None, stopped=False,
-               concurrency=4):
+               concurrency=4, worker_id=None):
         port = free_port()
         argv = [binary("DJOB_E2E_WORKER"), "--port", str(port), "--sink", sink,
                 "--plugin", binary("DJOB_E2E_PLUGIN"), "--set", f"concurrency={concurrency}"]
+        if worker_id:
+            argv += ["--set", f"worker.id={worker_id}"]
         if stopped:
             argv.append("--stopped")
         env = {}
@@ -988,6 +990,131 @@ def test_concurrent_200_submits_give_200_distinct_ids_all_completed():
             check(d["result"]["value"] == sha256(d["payload"]["input"]), f"bad result {d}")
             check(d["attempts"] == 1, f"ran more than once: {d}")
         check(st.counts() == (200, 200), f"counted {st.counts()}")
+        failed = False
+    finally:
+        st.stop(failed)
+
+
+def workers_until(port, want, token=None, timeout=60):
+    """GET /workers until want(answer) is None; want returns what still
+    differs. Every answer must be 200 with the documented shape."""
+    deadline = time.time() + timeout
+    why = None
+    while time.time() < deadline:
+        r = request(port, "GET", "/workers", token=token)
+        check(r.status == 200, f"GET /workers: {r}")
+        j = r.json()
+        check(set(j) == {"asOf", "group", "state", "workers", "unassigned", "lag"},
+              f"/workers keys {sorted(j)}")
+        parts = [p for w in j["workers"] for p in w["partitions"]] + j["unassigned"]
+        for p in parts:
+            check(set(p) == {"topic", "partition", "committed", "end", "lag"}, f"partition {p}")
+            frm = p["committed"] if p["committed"] >= 0 else 0
+            check(p["lag"] == max(0, p["end"] - frm), f"lag of {p}")
+        for w in j["workers"]:
+            check(w["lag"] == sum(p["lag"] for p in w["partitions"]), f"worker lag {w}")
+        check(j["lag"]["total"] == sum(p["lag"] for p in parts), f"total lag {j['lag']}")
+        why = want(j)
+        if why is None:
+            return j
+        time.sleep(0.2)
+    raise Failure(f"/workers did not show it within {timeout} s: {why}; last {j}")
+
+
+def test_workers_show_members_partitions_and_lag():
+    st = Stack()
+    failed = True
+    try:
+        api = st.api(tokens=TOKENS)
+        compute = st.prefix + "compute"
+        # Read permission, like GET /jobs.
+        expect_error(request(api, "GET", "/workers"), 401, "GET /workers without a token")
+        expect_error(request(api, "POST", "/workers", token=ADMIN), 405, "POST /workers")
+        # No worker has ever joined: the group is Empty.
+        j = workers_until(api, lambda j: None, token=SUBMIT)
+        check(j["group"] == st.group and j["state"] == "Empty" and j["workers"] == [],
+              f"unused group {j}")
+
+        # Two workers with their own ids share compute's 3 partitions.
+        ids = [st.group + "-a", st.group + "-b"]
+        wports = [st.worker(worker_id=i) for i in ids]
+
+        def both_hold_compute(j):
+            held = sorted((p["topic"], p["partition"]) for w in j["workers"]
+                          for p in w["partitions"])
+            if j["state"] != "Stable" or [w["id"] for w in j["workers"]] != ids:
+                return f"state {j['state']}, members {[w['id'] for w in j['workers']]}"
+            if held != [(compute, 0), (compute, 1), (compute, 2)]:
+                return f"held {held}"
+            if not all(w["partitions"] for w in j["workers"]):
+                return "a worker holds nothing"
+            return None
+        j = workers_until(api, both_hold_compute, token=WORKER)
+        check(all(w["host"] for w in j["workers"]), f"hosts {j['workers']}")
+
+        # Their jobs complete; the committed offsets reach the ends.
+        n = 12
+        jobs = [submit(api, {"input": f"w{i}"}, token=SUBMIT) for i in range(n)]
+        for jid in jobs:
+            wait_status(api, jid, "completed", token=SUBMIT)
+
+        def caught_up(j):
+            parts = [p for w in j["workers"] for p in w["partitions"]]
+            if sum(p["end"] for p in parts) < n:
+                return f"ends {[p['end'] for p in parts]}"
+            if j["lag"]["total"] != 0 or any(p["committed"] != p["end"] for p in parts):
+                return f"lag {j['lag']}"
+            return None
+        j = workers_until(api, caught_up, token=SUBMIT, timeout=60)
+        check(both_hold_compute(j) is None, f"after the jobs {j}")
+        # The API made every type's topic: those no worker reads are unassigned.
+        un = {(p["topic"], p["partition"]) for p in j["unassigned"]}
+        check(un == {(st.prefix + t, k) for t in TYPES if t != "compute" for k in range(3)},
+              f"unassigned {sorted(un)}")
+        check(j["lag"]["byTopic"] == {st.prefix + t: 0 for t in TYPES}, f"byTopic {j['lag']}")
+
+        # Workers stopped: the group empties and new jobs wait as lag.
+        for port in wports:
+            r = request(port, "POST", "/stop")
+            check(r.status == 200, f"POST /stop: {r}")
+        j = workers_until(api, lambda j: None if j["state"] == "Empty" and not j["workers"]
+                          else f"state {j['state']}", token=SUBMIT)
+        m = 5
+        waiting = [submit(api, {"input": f"later{i}"}, token=SUBMIT) for i in range(m)]
+        waiting.append(submit(api, {"input": "f"}, token=SUBMIT, type_="file"))
+        j = workers_until(api, lambda j: None if j["lag"]["total"] == m + 1
+                          else f"lag {j['lag']}", token=SUBMIT, timeout=20)
+        check(j["lag"]["byTopic"][compute] == m and j["lag"]["byTopic"][st.prefix + "file"] == 1,
+              f"lag by topic {j['lag']}")
+        check(len(j["unassigned"]) == 3 * len(TYPES), f"unassigned {j['unassigned']}")
+        # The file job's partition had nothing committed: -1, lag from the start.
+        fp = [p for p in j["unassigned"] if p["topic"] == st.prefix + "file" and p["end"] == 1]
+        check(len(fp) == 1 and fp[0]["committed"] == -1 and fp[0]["lag"] == 1, f"file {fp}")
+        for jid in waiting:
+            r = request(api, "GET", f"/jobs/{jid}", token=SUBMIT)
+            check(r.status == 200 and r.json()["status"] == "queued", f"waiting job {r}")
+
+        r = request(api, "GET", "/metrics")
+        check((metric(r.body.decode(), "djob_http_requests_total", route="/workers",
+                      method="GET", code="200") or 0) > 0, "no /workers in the metrics")
+
+        # Kafka that does not answer: 503 with one sentence, in seconds.
+        dead = free_port()
+        port = free_port()
+        p = st.spawn("djob-api", [binary("DJOB_E2E_API"), "--port", str(port)],
+                     {"DJOB_KAFKA_BROKERS": f"127.0.0.1:{dead}"})
+        deadline = time.time() + 30
+        while True:
+            check(p.poll() is None, f"djob-api without Kafka exited {p.returncode}")
+            try:
+                t0 = time.time()
+                r = request(port, "GET", "/workers")
+                break
+            except OSError:
+                check(time.time() < deadline, "djob-api without Kafka never listened")
+                time.sleep(0.1)
+        expect_error(r, 503, "GET /workers without Kafka")
+        check(time.time() - t0 < 8, f"503 took {time.time() - t0:.1f} s")
         failed = False
     finally:
         st.stop(failed)

@@ -441,7 +441,7 @@ def devstack(*args, timeout=180):
     return out.returncode
 
 
-def test_kafka_and_ferretdb_stopped_10s_every_accepted_job_completes():
+def test_kafka_and_mongo_stopped_10s_every_accepted_job_completes():
     n = 500
     outage = 10
     for svc in ("kafka", "mongo"):
@@ -457,6 +457,7 @@ def test_kafka_and_ferretdb_stopped_10s_every_accepted_job_completes():
         st.worker()
         attempts = []  # (index, status, body, seconds, t)
         health = []    # (t, status, body)
+        stats = []     # (t, status, body, seconds)
         windows = {}   # service: (stopped, answering again), seconds from t0
         done = threading.Event()
         lock = threading.Lock()
@@ -481,6 +482,13 @@ def test_kafka_and_ferretdb_stopped_10s_every_accepted_job_completes():
                 except (OSError, http.client.HTTPException) as e:
                     h = (-1, repr(e))
                 health.append((time.time() - t0,) + h)
+                # /stats answers from its last reading, MongoDB down or not.
+                ts = time.time()
+                try:
+                    sc, sb = request(api, "GET", "/stats", timeout=30)
+                except (OSError, http.client.HTTPException) as e:
+                    sc, sb = -1, repr(e)
+                stats.append((ts - t0, sc, sb, time.time() - ts))
                 time.sleep(0.5)
 
         subs = [threading.Thread(target=submitter, args=(k, 4)) for k in range(4)]
@@ -535,6 +543,12 @@ def test_kafka_and_ferretdb_stopped_10s_every_accepted_job_completes():
         slowest = max(a[3] for a in refused)
         check(slowest < 30, f"a refused submission took {slowest:.1f} s")
         check(health[-1][1] == 200, f"/health at the end: {health[-1]}")
+        bad_stats = [x for x in stats if x[1] != 200 or x[3] >= 1]
+        check(not bad_stats, f"{len(bad_stats)} GET /stats not answered 200 in under 1 s, e.g. "
+              f"{bad_stats[:2]!r:.300}")
+        in_mongo_outage = [x for x in stats if windows["mongo"][0] + 2 <= x[0] <= windows["mongo"][1]]
+        check(in_mongo_outage and all(x[2]["total"] >= 0 for x in in_mongo_outage),
+              f"no /stats figures while MongoDB was down: {in_mongo_outage[:2]!r:.300}")
         docs = st.wait_completed(api, list(accepted.values()), timeout=600)
         for i, jid in accepted.items():
             d = docs[jid]
@@ -557,6 +571,8 @@ def test_kafka_and_ferretdb_stopped_10s_every_accepted_job_completes():
               f"{runs_n} handler runs, "
               f"0 (job, attempt) run twice; /health degraded "
               f"{len(kafka_down)} times with kafka down, {len(mongo_down)} with mongo down; "
+              f"GET /stats answered 200 all {len(stats)} times ({len(in_mongo_outage)} with "
+              f"MongoDB down, slowest {max(x[3] for x in stats) * 1000:.0f} ms); "
               f"no daemon exited; {time.time() - t0:.1f} s in all")
         failed = False
     finally:

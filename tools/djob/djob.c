@@ -899,6 +899,74 @@ static int cmd_stats(const cmd_t *cmd, args_t *a)
 	return 0;
 }
 
+static void workers_width(const cJSON *parts, int *wtopic)
+{
+	const cJSON *p;
+	cJSON_ArrayForEach(p, parts) if ((int)strlen(str_of(p, "topic")) > *wtopic) *wtopic =
+		(int)strlen(str_of(p, "topic"));
+}
+
+/* One row a partition; a worker holding none gets a row of dashes. */
+static void workers_rows(const char *id, const char *host, const cJSON *parts, int wid, int whost,
+                         int wtopic)
+{
+	const cJSON *p;
+	if (cJSON_GetArraySize(parts) == 0)
+		printf("%-*s  %-*s  %-*s  %9s  %10s  %10s  %8s\n", wid, id, whost, host, wtopic,
+		       "-", "-", "-", "-", "-");
+	cJSON_ArrayForEach(p, parts)
+	{
+		printf("%-*s  %-*s  %-*s  %9.0f  %10.0f  %10.0f  %8.0f\n", wid, id, whost, host,
+		       wtopic, str_of(p, "topic"), num_of(p, "partition"), num_of(p, "committed"),
+		       num_of(p, "end"), num_of(p, "lag"));
+	}
+}
+
+static int cmd_workers(const cmd_t *cmd, args_t *a)
+{
+	api_t api;
+	int rc = api_from_args(&api, cmd, a);
+	if (rc)
+		return rc;
+	if (a->npos)
+		return usage_error(cmd, "workers takes no arguments");
+	cJSON *g = NULL;
+	if ((rc = api_call(&api, "GET", "/workers", NULL, &g)) != 0)
+		return rc;
+	if (opt(cmd, a, "json")) {
+		print_json(g, false);
+		cJSON_Delete(g);
+		return 0;
+	}
+	const cJSON *workers = cJSON_GetObjectItemCaseSensitive(g, "workers"), *w;
+	const cJSON *unassigned = cJSON_GetObjectItemCaseSensitive(g, "unassigned");
+	int wid = 12, whost = 4, wtopic = 5;
+	cJSON_ArrayForEach(w, workers)
+	{
+		int n = (int)strlen(str_of(w, "id")), h = (int)strlen(str_of(w, "host"));
+		wid = n > wid ? n : wid;
+		whost = h > whost ? h : whost;
+		workers_width(cJSON_GetObjectItemCaseSensitive(w, "partitions"), &wtopic);
+	}
+	workers_width(unassigned, &wtopic);
+	printf("%-*s  %-*s  %-*s  %9s  %10s  %10s  %8s\n", wid, "WORKER", whost, "HOST", wtopic,
+	       "TOPIC", "PARTITION", "COMMITTED", "END", "LAG");
+	cJSON_ArrayForEach(w, workers)
+		workers_rows(str_of(w, "id"), str_of(w, "host"),
+	                     cJSON_GetObjectItemCaseSensitive(w, "partitions"), wid, whost, wtopic);
+	if (cJSON_GetArraySize(unassigned) > 0)
+		workers_rows("(unassigned)", "-", unassigned, wid, whost, wtopic);
+	const cJSON *lag = cJSON_GetObjectItemCaseSensitive(g, "lag"), *t;
+	printf("\ngroup %s (%s): %d worker%s, lag %.0f\n", str_of(g, "group"), str_of(g, "state"),
+	       cJSON_GetArraySize(workers), cJSON_GetArraySize(workers) == 1 ? "" : "s",
+	       num_of(lag, "total"));
+	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(lag, "byTopic"))
+		printf("  %-*s  %8.0f\n", wtopic, t->string, t->valuedouble);
+	printf("(as of %s)\n", str_of(g, "asOf"));
+	cJSON_Delete(g);
+	return 0;
+}
+
 static int cmd_worker(const cmd_t *cmd, args_t *a)
 {
 	if (a->npos != 1 || (strcmp(a->pos[0], "start") != 0 && strcmp(a->pos[0], "stop") != 0 &&
@@ -980,6 +1048,13 @@ static const cmd_t commands[] = {
          "usage: djob stats [--json]\n"
          "Jobs by type and status, and how many completed and failed in the last\n"
          "minute and hour (GET /stats).\n"},
+	{"workers", cmd_workers, json_opts,
+         "usage: djob workers [--json]\n"
+         "The workers of the consumer group as Kafka sees them (GET /workers): each\n"
+         "one's partitions with the group's committed offset, the partition's end and\n"
+         "the lag between them; partitions no worker holds as (unassigned); then the\n"
+         "group's state and its lag in all and by topic. COMMITTED is -1 where the\n"
+         "group has committed nothing.\n"},
 	{"worker", cmd_worker, json_opts,
          "usage: djob worker start|stop|status [--worker-url URL] [--json]\n"
          "Start or stop a worker's consumer, or print its health.\n"

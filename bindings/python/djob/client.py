@@ -217,6 +217,16 @@ class Client:
         Read at most about once a second, so exact once jobs stop changing."""
         return self._call_json(_ffi.djob_client_job_stats)
 
+    def workers(self):
+        """The workers of the consumer group (config group.id) as Kafka
+        sees them, as GET /workers answers: {"asOf", "group", "state",
+        "workers": [{"id", "host", "partitions": [{"topic", "partition",
+        "committed", "end", "lag"}], "lag"}], "unassigned": [partitions no
+        worker holds], "lag": {"total", "byTopic": {topic: n}}}. committed
+        is -1 where the group has committed nothing. Asks Kafka each time;
+        raises KafkaError when it does not answer within about 4 s."""
+        return self._call_json(_ffi.djob_client_workers)
+
     def ping(self):
         """Whether the servers answer: {"kafka": bool, "mongo": bool}."""
         kafka_ok, mongo_ok = ctypes.c_int(), ctypes.c_int()

@@ -206,8 +206,14 @@ cases.submitted_jobs_are_listed_opened_and_counted = async () => {
   }, 'the counts shown are not those of GET /stats');
   // The chart has a bar for the finished jobs.
   check(await page.locator('#chart svg rect.bar.completed').count() > 0, 'no completed bar in the chart');
-  check(/6 completed, 2 failed/.test(await text(page, '#chart-sum')),
+  check(/6 completed, 2 failed in the last hour/.test(await text(page, '#chart-sum')),
     `chart total: ${await text(page, '#chart-sum')}`);
+  // The jobs finished seconds ago: the per-second view holds them too.
+  await page.click('#range-minute');
+  check(/6 completed, 2 failed in the last minute/.test(await text(page, '#chart-sum')),
+    `chart total per second: ${await text(page, '#chart-sum')}`);
+  check(await page.locator('#chart svg rect.bar.failed').count() > 0, 'no failed bar per second');
+  await page.click('#range-hour');
 
   // The workers panel: the table, or the API's sentence when it has none.
   const w = await call(API, 'GET', '/workers', { token: TOKENS.admin });

@@ -214,7 +214,8 @@ function drawTypes(s) {
   const table = $('types');
   table.tHead.replaceChildren(el('tr', {}, el('th', {}, 'Type'), el('th', {}, 'total'),
     ...STATES.map((st) => el('th', { class: 'num' }, st))));
-  const rows = Object.entries(s.byType || {}).sort((a, b) => b[1].total - a[1].total)
+  const rows = Object.entries(s.byType || {})
+    .sort((a, b) => b[1].total - a[1].total || a[0].localeCompare(b[0]))
     .map(([type, c]) => el('tr', { 'data-type': type }, el('td', {}, type),
       el('td', { class: 'num', 'data-status': 'total' }, String(c.total)),
       ...STATES.map((st) => el('td', { class: 'num', 'data-status': st }, String(c[st] || 0)))));

@@ -151,10 +151,11 @@ async function shownCounts(page) {
   return out;
 }
 
+/* The figures of GET /stats (or of the page), types in name order. */
 function statsCounts(s) {
   const out = { total: s.total, byStatus: {}, byType: {} };
   for (const st of STATES) out.byStatus[st] = s.byStatus[st];
-  for (const [type, c] of Object.entries(s.byType)) {
+  for (const [type, c] of Object.entries(s.byType).sort((a, b) => a[0].localeCompare(b[0]))) {
     out.byType[type] = { total: c.total };
     for (const st of STATES) out.byType[type][st] = c[st];
   }
@@ -197,13 +198,19 @@ cases.submitted_jobs_are_listed_opened_and_counted = async () => {
   }
 
   // The counts are GET /stats' (both read once the figures settled).
+  let seen = null;
   await until(async () => {
     const s = (await call(API, 'GET', '/stats', { token: TOKENS.admin })).json;
-    if (s.total !== 10 || s.byStatus.completed !== 6 || s.byStatus.queued !== 2) return null;
     const want = JSON.stringify(statsCounts(s));
-    const got = JSON.stringify(await shownCounts(page));
+    const got = JSON.stringify(statsCounts(await shownCounts(page)));
+    seen = { stats: s.asOf + ' ' + want, shown: got };
+    if (s.total !== 10 || s.byStatus.completed !== 6 || s.byStatus.queued !== 2) return null;
     return got === want ? got : null;
-  }, 'the counts shown are not those of GET /stats');
+    // GET /stats answers its last reading, which may be older than a
+    // second (libdjob/store_stats.c): wait for the figures to settle.
+  }, 'the counts shown are not those of GET /stats', 60000).catch((e) => {
+    throw new Failure(e.message + '; last seen ' + JSON.stringify(seen));
+  });
   // The chart has a bar for the finished jobs.
   check(await page.locator('#chart svg rect.bar.completed').count() > 0, 'no completed bar in the chart');
   check(/6 completed, 2 failed in the last hour/.test(await text(page, '#chart-sum')),

@@ -255,6 +255,68 @@ static int civetweb_log(const struct mg_connection *conn, const char *message)
 	return 1;
 }
 
+static char *error_json(const char *message)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "error", message);
+	char *s = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return s;
+}
+
+/* An HTTP method name (RFC 9110's token, upper-case letters in practice). */
+static bool is_method_token(const char *m)
+{
+	if (!m || !*m)
+		return false;
+	for (; *m; m++)
+		if (!((*m >= 'A' && *m <= 'Z') || *m == '-' || *m == '_'))
+			return false;
+	return true;
+}
+
+/* civetweb's own refusals (a malformed request, headers too large, a method
+ * it does not take) are answered here, so that they too are JSON. A method
+ * that is well formed but one civetweb refuses (TRACE, or one it does not
+ * know) goes to the handler, whose route answers 405 with its Allow header
+ * (or 404) as for any method the route does not serve; no route reads a
+ * body for such a method. civetweb refuses before it sets local_uri, so the
+ * handler is lent the decoded path of request_uri for that call. Returns
+ * 0: the reply is sent. */
+static int civetweb_error(struct mg_connection *conn, int status, const char *message)
+{
+	djob_http_t *h = mg_get_user_data(mg_get_context(conn));
+	struct mg_request_info *ri = (struct mg_request_info *)mg_get_request_info(conn);
+	const char *m = ri ? ri->request_method : NULL;
+	const char *uri = ri ? ri->request_uri : NULL;
+	if (h && h->handler && status == 400 && !ri->local_uri && uri && uri[0] == '/' &&
+	    is_method_token(m) && strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0 &&
+	    strcmp(m, "POST") != 0 && strcmp(m, "PATCH") != 0 && strcmp(m, "DELETE") != 0 &&
+	    strcmp(m, "PUT") != 0) {
+		char path[1024];
+		size_t n = strcspn(uri, "?");
+		if (n < sizeof path && mg_url_decode(uri, (int)n, path, (int)sizeof path, 0) >= 0) {
+			ri->local_uri = path;
+			h->handler(conn, h->cbdata);
+			ri->local_uri = NULL;
+			return 0;
+		}
+	}
+	char *s = error_json(message && *message ? message : "Bad request");
+	const char *body = s ? s : "{\"error\":\"Bad request\"}";
+	char clen[32];
+	snprintf(clen, sizeof clen, "%zu", strlen(body));
+	mg_response_header_start(conn, status);
+	mg_response_header_add(conn, "Content-Type", "application/json", -1);
+	mg_response_header_add(conn, "Content-Length", clen, -1);
+	mg_response_header_add(conn, "Cache-Control", "no-store", -1);
+	mg_response_header_send(conn);
+	if (!m || strcmp(m, "HEAD") != 0)
+		mg_write(conn, body, strlen(body));
+	free(s);
+	return 0;
+}
+
 static bool is_loopback(const char *addr)
 {
 	return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
@@ -316,6 +378,7 @@ int djob_http_start(djob_http_t *h, long port, mg_request_handler handler, void 
 	struct mg_callbacks cb;
 	memset(&cb, 0, sizeof cb);
 	cb.log_message = civetweb_log;
+	cb.http_error = civetweb_error;
 	char ebuf[256] = "";
 	struct mg_error_data ed = {0};
 	ed.text = ebuf;
@@ -325,6 +388,8 @@ int djob_http_start(djob_http_t *h, long port, mg_request_handler handler, void 
 	init.user_data = h;
 	init.configuration_options = options;
 	h->start_error[0] = '\0';
+	h->handler = handler;
+	h->cbdata = cbdata;
 	h->starting = true;
 	h->ctx = mg_start2(&init, &ed);
 	h->starting = false;
@@ -454,15 +519,6 @@ void djob_http_send_json(djob_http_req_t *r, int status, const char *json)
 	if (!json)
 		json = "{}";
 	djob_http_send(r, status, "application/json", json, strlen(json), NULL, NULL);
-}
-
-static char *error_json(const char *message)
-{
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "error", message);
-	char *s = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	return s;
 }
 
 static void send_error_with(djob_http_req_t *r, int status, const char *message,

@@ -45,6 +45,10 @@ typedef struct {
 	long request_timeout_ms; /* http.request.timeout.ms: headers, and a whole body */
 	bool starting;           /* in mg_start2: civetweb's messages are the cause */
 	char start_error[256];
+	/* djob_http_start's handler, also called for the methods civetweb
+	 * itself refuses (http_common.c, civetweb_error). */
+	mg_request_handler handler;
+	void *cbdata;
 	/* Bodies being read, and the thread that cuts the slow ones off
 	 * (http_common.c, body_watch). */
 	pthread_mutex_t watch_mu;

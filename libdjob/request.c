@@ -39,6 +39,40 @@ static bool sub_document(const bson_t *doc, const char *key, bson_t *out)
 	return bson_init_static(out, data, len);
 }
 
+/* Whether the string under `key` of doc (the body's BSON, which keeps a
+ * string's length) holds no U+0000: cJSON's valuestring stops at one, so
+ * "compute\u0000x" would read as compute and two idempotency keys that
+ * differ after a U+0000 as the same key. Not a string: true (the field's
+ * own check refuses it). */
+static bool no_nul(const bson_t *doc, const char *key)
+{
+	bson_iter_t it;
+	uint32_t len;
+	if (!bson_iter_init_find(&it, doc, key) || !BSON_ITER_HOLDS_UTF8(&it))
+		return true;
+	const char *v = bson_iter_utf8(&it, &len);
+	return strlen(v) == len;
+}
+
+/* The first of `keys` whose string in doc holds a U+0000, or NULL. */
+static const char *nul_field(const bson_t *doc, const char *const *keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!no_nul(doc, keys[i]))
+			return keys[i];
+	return NULL;
+}
+
+/* Characters (code points) of UTF-8 text, as JSON Schema's maxLength counts
+ * them. */
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xC0) != 0x80;
+	return n;
+}
+
 /* An integer from lo to hi, as JSON numbers (doubles in cJSON) hold it. */
 static bool int_in(const cJSON *v, double lo, double hi)
 {
@@ -58,6 +92,10 @@ static int parse_job(const djob_config_t *conf, const cJSON *o, const bson_t *jo
 	const cJSON *max = cJSON_GetObjectItemCaseSensitive(o, "maxAttempts");
 	const cJSON *key = cJSON_GetObjectItemCaseSensitive(o, "idempotencyKey");
 	memset(j, 0, sizeof *j);
+	static const char *const strings[] = {"type", "runAt", "idempotencyKey"};
+	const char *nul = nul_field(job, strings, sizeof strings / sizeof strings[0]);
+	if (nul)
+		return djob_set_error(err, DJOB_EINVAL, 0, "%s must not hold U+0000", nul);
 	if (!cJSON_IsString(type) || !djob_type_is_valid(type->valuestring))
 		return djob_set_error(err, DJOB_EINVAL, 0, "type must be a job type name");
 	if (!type_known(conf, type->valuestring))
@@ -91,7 +129,7 @@ static int parse_job(const djob_config_t *conf, const cJSON *o, const bson_t *jo
 	}
 	if (key && !cJSON_IsNull(key)) {
 		if (!cJSON_IsString(key) || !*key->valuestring ||
-		    strlen(key->valuestring) > DJOB_MAX_IDEMPOTENCY_KEY)
+		    utf8_chars(key->valuestring) > DJOB_MAX_IDEMPOTENCY_KEY)
 			return djob_set_error(
 				err, DJOB_EINVAL, 0,
 				"idempotencyKey must be a string of 1 to 200 characters");
@@ -140,10 +178,17 @@ int djob_submission_parse(djob_submission_t **out, const djob_config_t *conf, si
 		else if (idempotency_key && s->batch)
 			rc = djob_set_error(err, DJOB_EINVAL, 0,
 			                    "The Idempotency-Key header applies to a single job");
-		else if (idempotency_key &&
-		         (!*idempotency_key || strlen(idempotency_key) > DJOB_MAX_IDEMPOTENCY_KEY))
+		else if (idempotency_key && (!*idempotency_key || utf8_chars(idempotency_key) >
+		                                                          DJOB_MAX_IDEMPOTENCY_KEY))
 			rc = djob_set_error(err, DJOB_EINVAL, 0,
 			                    "Idempotency-Key must hold 1 to 200 characters");
+		/* A header's bytes are not checked by any JSON parser; a key that
+		 * is not UTF-8 would be stored with its bad bytes replaced, so two
+		 * such keys could meet as one. */
+		else if (idempotency_key &&
+		         !bson_utf8_validate(idempotency_key, strlen(idempotency_key), false))
+			rc = djob_set_error(err, DJOB_EINVAL, 0,
+			                    "Idempotency-Key must be UTF-8 text");
 	}
 	if (rc == 0) {
 		s->jobs = calloc(n, sizeof *s->jobs);
@@ -213,8 +258,12 @@ int djob_patch_parse(djob_patch_t **out, const char *body, size_t len, djob_erro
 	djob_state_t to =
 		cJSON_IsString(status) ? djob_state_parse(status->valuestring) : DJOB_STATE_INVALID;
 	bson_t res;
+	static const char *const strings[] = {"status", "error", "workerId"};
+	const char *nul = nul_field(doc, strings, sizeof strings / sizeof strings[0]);
 	if (!cJSON_IsObject(tree))
 		rc = djob_set_error(err, DJOB_EINVAL, 0, "Request body must be a JSON object");
+	else if (nul)
+		rc = djob_set_error(err, DJOB_EINVAL, 0, "%s must not hold U+0000", nul);
 	else if (to != DJOB_STATE_PROCESSING && to != DJOB_STATE_COMPLETED &&
 	         to != DJOB_STATE_FAILED)
 		rc = djob_set_error(err, DJOB_EINVAL, 0,
@@ -226,8 +275,9 @@ int djob_patch_parse(djob_patch_t **out, const char *body, size_t len, djob_erro
 	else if (error && !cJSON_IsString(error))
 		rc = djob_set_error(err, DJOB_EINVAL, 0, "error must be a string");
 	else if (worker && (!cJSON_IsString(worker) || !*worker->valuestring ||
-	                    strlen(worker->valuestring) > 200))
-		rc = djob_set_error(err, DJOB_EINVAL, 0, "workerId must be a non-empty string");
+	                    utf8_chars(worker->valuestring) > 200))
+		rc = djob_set_error(err, DJOB_EINVAL, 0,
+		                    "workerId must be a string of 1 to 200 characters");
 	else if (attempts && !int_in(attempts, 1, 1000000))
 		rc = djob_set_error(err, DJOB_EINVAL, 0, "attempts must be a positive integer");
 	else if (lease && !int_in(lease, 1000, 3600000))

@@ -896,6 +896,80 @@ def test_wrong_method_405_with_allow_unknown_route_404():
         st.stop(failed)
 
 
+def raw_exchange(port, data):
+    """Send bytes as they are; the reply's status line, headers and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    return Response(int(lines[0].split()[1]), headers, body)
+
+
+def test_methods_civetweb_refuses_get_json_405_and_malformed_requests_json_400():
+    """TRACE and unknown methods, which civetweb itself refuses, get the
+    route's 405 with Allow (404 off the routes), on both daemons; a request
+    civetweb cannot parse gets a JSON 400, not civetweb's text page."""
+    st = Stack()
+    failed = True
+    try:
+        api = st.api(tokens=TOKENS)
+        wport = st.worker(stopped=True)
+        jid = str(uuid.uuid4())
+        for port, method, path, allow in [
+                (api, "TRACE", "/health", "GET"),
+                (api, "TRACE", "/jobs?status=queued", "GET, POST"),
+                (api, "FROB", f"/jobs/{jid}", "GET, PATCH, DELETE"),
+                (api, "TRACE", f"/jobs/{jid}/retry", "POST"),
+                (api, "TRACE", "/openapi.json", "GET"),
+                (wport, "TRACE", "/start", "POST"),
+                (wport, "FROB", "/health", "GET")]:
+            r = request(port, method, path)
+            expect_error(r, 405, f"{method} {path}")
+            check(r.headers.get("allow") == allow, f"{method} {path}: Allow {r.headers}")
+        expect_error(request(api, "TRACE", "/nope"), 404, "TRACE /nope")
+        r = raw_exchange(api, b"GET /health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")
+        expect_error(r, 400, "a header line without a colon")
+        failed = False
+    finally:
+        st.stop(failed)
+
+
+def test_openapi_json_is_docs_file_byte_for_byte_with_etag_and_304():
+    st = Stack()
+    failed = True
+    try:
+        api = st.api(tokens=TOKENS)
+        docs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                            "openapi.json")
+        with open(docs, "rb") as f:
+            want = f.read()
+        r = request(api, "GET", "/openapi.json")  # no token: the description is public
+        check(r.status == 200, f"GET /openapi.json: {r}")
+        check(r.headers.get("content-type") == "application/json",
+              f"content type {r.headers.get('content-type')}")
+        check(r.body == want, f"GET /openapi.json differs from docs/openapi.json "
+              f"({len(r.body)} and {len(want)} bytes)")
+        doc = r.json()
+        check(isinstance(doc, dict) and re.fullmatch(r"3\.1\.\d+", str(doc.get("openapi"))),
+              f"openapi is {doc.get('openapi')!r}, not 3.1.x")
+        check(doc.get("paths", {}).get("/jobs", {}).get("post"), "no POST /jobs in the paths")
+        etag = r.headers.get("etag", "")
+        check(re.fullmatch(r'"[^"]+"', etag), f"no strong ETag: {r.headers}")
+        r2 = request(api, "GET", "/openapi.json", headers={"If-None-Match": etag})
+        check(r2.status == 304 and r2.body == b"", f"If-None-Match {etag}: {r2}")
+        check(r2.headers.get("etag") == etag, f"304 without the same ETag: {r2.headers}")
+        r3 = request(api, "GET", "/openapi.json", headers={"If-None-Match": '"other"'})
+        check(r3.status == 200 and r3.body == want, f"If-None-Match of another ETag: {r3}")
+        failed = False
+    finally:
+        st.stop(failed)
+
+
 def test_batch_idempotency_key_list_pages_cancel_and_retry():
     st = Stack()
     failed = True

@@ -182,6 +182,62 @@ static void test_patch_bodies_are_parsed_and_checked(void)
 	}
 }
 
+/* cJSON's strings stop at a U+0000: such a string must be refused, not
+ * read short ("compute\u0000x" as compute, two keys as one). Lengths count
+ * characters, as the description's maxLength does. Found by schemathesis
+ * (tests/openapi). */
+static void test_strings_holding_u0000_are_refused_and_lengths_count_characters(void)
+{
+	djob_submission_t *s = (void *)1;
+	djob_error_t err;
+	const char *nul_bodies[] = {
+		"{\"type\":\"compute\\u0000x\",\"payload\":{}}",
+		"{\"type\":\"compute\",\"payload\":{},\"runAt\":\"2030-01-01T00:00:00Z\\u0000x\"}",
+		"{\"type\":\"compute\",\"payload\":{},\"idempotencyKey\":\"a\\u0000b\"}",
+		"[{\"type\":\"compute\",\"payload\":{}},{\"type\":\"data\\u0000\",\"payload\":{}}]",
+	};
+	for (size_t i = 0; i < sizeof nul_bodies / sizeof nul_bodies[0]; i++) {
+		s = (void *)1;
+		CHECK_INT(submission(nul_bodies[i], 0, NULL, &s, &err), DJOB_EINVAL);
+		CHECK(s == NULL);
+		CHECK(strstr(err.message, "U+0000") != NULL);
+	}
+	/* 200 characters of two bytes each are 200 characters; 201 are not. */
+	char body[1024], key[512];
+	key[0] = '\0';
+	for (int i = 0; i < 200; i++)
+		strcat(key, "\xc3\xa9");
+	snprintf(body, sizeof body,
+	         "{\"type\":\"compute\",\"payload\":{},\"idempotencyKey\":\"%s\"}", key);
+	CHECK_INT(submission(body, 0, NULL, &s, &err), 0);
+	djob_submission_free(s);
+	CHECK_INT(submission("{\"type\":\"compute\",\"payload\":{}}", 0, key, &s, &err), 0);
+	djob_submission_free(s);
+	strcat(key, "\xc3\xa9");
+	snprintf(body, sizeof body,
+	         "{\"type\":\"compute\",\"payload\":{},\"idempotencyKey\":\"%s\"}", key);
+	CHECK_INT(submission(body, 0, NULL, &s, &err), DJOB_EINVAL);
+	CHECK_INT(submission("{\"type\":\"compute\",\"payload\":{}}", 0, key, &s, &err),
+	          DJOB_EINVAL);
+	/* A header key is bytes: one that is not UTF-8 is refused. */
+	CHECK_INT(submission("{\"type\":\"compute\",\"payload\":{}}", 0, "\xff-k", &s, &err),
+	          DJOB_EINVAL);
+	CHECK(strstr(err.message, "UTF-8") != NULL);
+	djob_patch_t *p;
+	const char *nul_patches[] = {
+		"{\"status\":\"failed\\u0000x\"}",
+		"{\"status\":\"failed\",\"error\":\"boom\\u0000hidden\"}",
+		"{\"status\":\"processing\",\"workerId\":\"w1\\u0000w2\"}",
+	};
+	for (size_t i = 0; i < sizeof nul_patches / sizeof nul_patches[0]; i++) {
+		p = (void *)1;
+		CHECK_INT(djob_patch_parse(&p, nul_patches[i], strlen(nul_patches[i]), &err),
+		          DJOB_EINVAL);
+		CHECK(p == NULL);
+		CHECK(strstr(err.message, "U+0000") != NULL);
+	}
+}
+
 int main(void)
 {
 	djob_error_t err;
@@ -193,6 +249,7 @@ int main(void)
 	RUN(test_limits_are_too_big_not_invalid);
 	RUN(test_the_idempotency_header_is_for_one_job);
 	RUN(test_patch_bodies_are_parsed_and_checked);
+	RUN(test_strings_holding_u0000_are_refused_and_lengths_count_characters);
 	djob_config_free(conf);
 	return check_report("unit_request");
 }

@@ -33,6 +33,28 @@ static void health(djob_api_server_t *s, djob_http_req_t *r)
 	djob_http_send_json(r, rc == 0 ? 200 : 503, body);
 }
 
+/* GET /auth: which role the request's token has and what it may do, so
+ * that the dashboard shows only the controls the token may use. Needs no
+ * permission; a token the server does not hold gets 401. */
+static void auth(djob_http_req_t *r)
+{
+	const char *role;
+	unsigned perms;
+	if (djob_http_token_role(r, &role, &perms) != 0) {
+		djob_http_send_401(r);
+		return;
+	}
+	char body[192];
+	snprintf(body, sizeof body,
+	         "{\"tokens\":%s,\"role\":\"%s\",\"may\":{\"read\":%s,\"submit\":%s,"
+	         "\"update\":%s,\"admin\":%s}}",
+	         r->h->ntokens ? "true" : "false", role, perms & DJOB_PERM_READ ? "true" : "false",
+	         perms & DJOB_PERM_SUBMIT ? "true" : "false",
+	         perms & DJOB_PERM_UPDATE ? "true" : "false",
+	         perms & DJOB_PERM_ADMIN ? "true" : "false");
+	djob_http_send_json(r, 200, body);
+}
+
 /* Count submitted jobs by type: the body was accepted, so it parses. */
 static void count_submitted(djob_api_server_t *s, const char *body, size_t len)
 {
@@ -284,6 +306,19 @@ static int api_handler(struct mg_connection *conn, void *cbdata)
 		}
 	} else if (strncmp(uri, JOBS_PREFIX, strlen(JOBS_PREFIX)) == 0) {
 		job_routes(s, &r, uri + strlen(JOBS_PREFIX));
+	} else if (strcmp(uri, "/auth") == 0) {
+		r.route = "/auth";
+		if (get)
+			auth(&r);
+		else
+			djob_http_send_405(&r, "GET");
+	} else if (strcmp(uri, "/ui") == 0) {
+		/* The dashboard's files are relative to /ui/. */
+		r.route = "asset";
+		if (get)
+			djob_http_send(&r, 308, "application/json", "{}", 2, "Location", "/ui/");
+		else
+			djob_http_send_405(&r, "GET");
 	} else if ((asset = djob_asset_find(uri)) != NULL) {
 		/* Public: the dashboard asks for a token itself, and the API's
 		 * description is no secret. */

@@ -22,17 +22,25 @@ static void civetweb_init(void)
 	mg_init_library(0);
 }
 
-static int role_perms(const char *role, size_t len, unsigned *perms)
+/* What each role may do: the one table that decides it (admin last). */
+static const struct {
+	const char *role;
+	unsigned perms;
+} roles[] = {
+	{"submit", DJOB_PERM_SUBMIT | DJOB_PERM_READ},
+	{"worker", DJOB_PERM_UPDATE | DJOB_PERM_READ},
+	{"admin", DJOB_PERM_READ | DJOB_PERM_SUBMIT | DJOB_PERM_UPDATE | DJOB_PERM_ADMIN},
+};
+
+static int role_perms(const char *role, size_t len, djob_http_token_t *t)
 {
-	if (len == 6 && strncmp(role, "submit", 6) == 0)
-		*perms = DJOB_PERM_SUBMIT | DJOB_PERM_READ;
-	else if (len == 6 && strncmp(role, "worker", 6) == 0)
-		*perms = DJOB_PERM_UPDATE | DJOB_PERM_READ;
-	else if (len == 5 && strncmp(role, "admin", 5) == 0)
-		*perms = DJOB_PERM_READ | DJOB_PERM_SUBMIT | DJOB_PERM_UPDATE | DJOB_PERM_ADMIN;
-	else
-		return -1;
-	return 0;
+	for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+		if (strlen(roles[i].role) == len && strncmp(role, roles[i].role, len) == 0) {
+			t->role = roles[i].role;
+			t->perms = roles[i].perms;
+			return 0;
+		}
+	return -1;
 }
 
 /* "tok1:submit,tok2:worker" into h->tokens. */
@@ -50,17 +58,15 @@ static int parse_tokens(djob_http_t *h, const char *spec, djob_error_t *err)
 		const char *end = strchr(p, ',');
 		size_t len = end ? (size_t)(end - p) : strlen(p);
 		const char *colon = memchr(p, ':', len);
-		unsigned perms;
+		djob_http_token_t *t = &h->tokens[h->ntokens];
 		if (!colon || colon == p ||
-		    role_perms(colon + 1, len - (size_t)(colon + 1 - p), &perms) != 0)
+		    role_perms(colon + 1, len - (size_t)(colon + 1 - p), t) != 0)
 			return djob_set_error(
 				err, DJOB_EINVAL, 0,
 				"api.tokens must be token:role pairs with roles submit, "
 				"worker or admin");
-		djob_http_token_t *t = &h->tokens[h->ntokens];
 		t->len = (size_t)(colon - p);
 		t->token = strndup(p, t->len);
-		t->perms = perms;
 		if (!t->token)
 			return djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
 		h->ntokens++;
@@ -559,10 +565,15 @@ int djob_http_const_eq(const char *a, size_t alen, const char *b, size_t blen)
 	return d == 0;
 }
 
-int djob_http_authorize(djob_http_req_t *r, unsigned perm)
+int djob_http_token_role(djob_http_req_t *r, const char **role, unsigned *perms)
 {
-	if (perm == DJOB_PERM_NONE || r->h->ntokens == 0)
+	/* Without tokens every request may do everything, as admin (the
+	 * table's last role). */
+	if (r->h->ntokens == 0) {
+		*role = roles[sizeof roles / sizeof roles[0] - 1].role;
+		*perms = roles[sizeof roles / sizeof roles[0] - 1].perms;
 		return 0;
+	}
 	const char *auth = mg_get_header(r->conn, "Authorization");
 	const char *tok = NULL;
 	if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
@@ -570,19 +581,41 @@ int djob_http_authorize(djob_http_req_t *r, unsigned perm)
 		while (*tok == ' ')
 			tok++;
 	}
-	unsigned perms = 0;
-	bool found = false;
+	const char *found = NULL;
+	unsigned p = 0;
 	size_t tlen = tok ? strlen(tok) : 0;
 	/* Every configured token is compared, so timing tells nothing about
 	 * which one (or how much of one) matched. */
 	for (size_t i = 0; tok && i < r->h->ntokens; i++) {
 		int eq = djob_http_const_eq(tok, tlen, r->h->tokens[i].token, r->h->tokens[i].len);
-		perms |= eq ? r->h->tokens[i].perms : 0;
-		found |= eq;
+		p |= eq ? r->h->tokens[i].perms : 0;
+		found = eq ? r->h->tokens[i].role : found;
 	}
-	if (!found) {
-		send_error_with(r, 401, "Missing or invalid bearer token", "WWW-Authenticate",
-		                "Bearer realm=\"djob\"");
+	if (!found)
+		return -1;
+	/* A token listed twice holds both roles' rights: name the wider. */
+	for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+		if (roles[i].perms == p)
+			found = roles[i].role;
+	*role = found;
+	*perms = p;
+	return 0;
+}
+
+void djob_http_send_401(djob_http_req_t *r)
+{
+	send_error_with(r, 401, "Missing or invalid bearer token", "WWW-Authenticate",
+	                "Bearer realm=\"djob\"");
+}
+
+int djob_http_authorize(djob_http_req_t *r, unsigned perm)
+{
+	if (perm == DJOB_PERM_NONE)
+		return 0;
+	const char *role;
+	unsigned perms;
+	if (djob_http_token_role(r, &role, &perms) != 0) {
+		djob_http_send_401(r);
 		return -1;
 	}
 	if (!(perms & perm)) {

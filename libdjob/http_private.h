@@ -31,6 +31,7 @@ typedef struct {
 	char *token;
 	size_t len;
 	unsigned perms;
+	const char *role; /* static: "submit", "worker" or "admin" */
 } djob_http_token_t;
 
 typedef struct {
@@ -118,8 +119,17 @@ void djob_http_send_asset(djob_http_req_t *r, const djob_asset_t *a);
 /* 405 with an Allow header. */
 void djob_http_send_405(djob_http_req_t *r, const char *allow);
 
+/* The role of the request's bearer token: 0 with *role (static text,
+ * "admin" when the server has no tokens) and *perms (DJOB_PERM_*), or -1
+ * when tokens are configured and the request has none of them. Sends
+ * nothing. */
+int djob_http_token_role(djob_http_req_t *r, const char **role, unsigned *perms);
+
 /* Check the bearer token for `perm`. 0, or the 401/403 reply was sent. */
 int djob_http_authorize(djob_http_req_t *r, unsigned perm);
+
+/* Send 401 "Missing or invalid bearer token" with WWW-Authenticate. */
+void djob_http_send_401(djob_http_req_t *r);
 
 /* Read the body, at most body_max bytes (413 otherwise, checked on
  * Content-Length first and again while reading), all of it within

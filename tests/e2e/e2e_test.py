@@ -818,6 +818,53 @@ def test_missing_or_wrong_token_401_wrong_role_403():
         st.stop(failed)
 
 
+def test_auth_names_each_role_401_without_a_valid_token():
+    """GET /auth: what the dashboard asks first. Each token's role and what
+    it may do; 401 with WWW-Authenticate without a token or with a wrong
+    one; on an API without tokens, admin for everyone."""
+    st = Stack()
+    failed = True
+    try:
+        api = st.api(tokens=TOKENS)
+        may = {"submit": {"read": True, "submit": True, "update": False, "admin": False},
+               "worker": {"read": True, "submit": False, "update": True, "admin": False},
+               "admin": {"read": True, "submit": True, "update": True, "admin": True}}
+        for role, tok in [("submit", SUBMIT), ("worker", WORKER), ("admin", ADMIN)]:
+            r = request(api, "GET", "/auth", token=tok)
+            check(r.status == 200 and r.headers.get("content-type") == "application/json",
+                  f"/auth with the {role} token: {r}")
+            check(r.json() == {"tokens": True, "role": role, "may": may[role]},
+                  f"/auth with the {role} token: {r.json()}")
+            # What it says is what the API then allows.
+            code = request(api, "DELETE", f"/jobs/{uuid.uuid4()}", token=tok).status
+            check((code == 404) == may[role]["admin"], f"{role} DELETE answered {code}")
+        for what, tok, hdrs in [("no token", None, None), ("wrong token", "adm-tok-4", None),
+                                ("token prefix", "adm-tok", None),
+                                ("basic auth", None, {"Authorization": "Basic YWRtOng="})]:
+            r = request(api, "GET", "/auth", token=tok, headers=hdrs)
+            expect_error(r, 401, f"/auth with {what}")
+            check(r.headers.get("www-authenticate", "").startswith("Bearer"),
+                  f"/auth with {what}: WWW-Authenticate {r.headers}")
+        expect_error(request(api, "POST", "/auth", {}, token=ADMIN), 405, "POST /auth")
+        check(request(api, "HEAD", "/auth", token=SUBMIT).status == 200, "HEAD /auth")
+
+        open_api = st.api()
+        for tok in (None, "anything"):
+            r = request(open_api, "GET", "/auth", token=tok)
+            check(r.status == 200 and r.json() == {"tokens": False, "role": "admin",
+                                                   "may": may["admin"]},
+                  f"/auth without tokens configured (token {tok}): {r}")
+        # The dashboard's address without its slash leads to it.
+        r = request(open_api, "GET", "/ui")
+        check(r.status == 308 and r.headers.get("location") == "/ui/", f"GET /ui: {r}")
+        r = request(open_api, "GET", "/ui/")
+        check(r.status == 200 and r.headers.get("content-type") == "text/html; charset=utf-8"
+              and b'src="app.js"' in r.body, f"GET /ui/: {r}")
+        failed = False
+    finally:
+        st.stop(failed)
+
+
 def test_wrong_method_405_with_allow_unknown_route_404():
     st = Stack()
     failed = True

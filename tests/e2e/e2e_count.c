@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *env_or(const char *name, const char *dflt)
 {
@@ -83,9 +84,20 @@ static long long count_messages(char **topics, int n)
 			wanted |= strcmp(md->topics[t].topic, topics[i]) == 0;
 		for (int p = 0; wanted && p < md->topics[t].partition_cnt; p++) {
 			int64_t lo, hi;
-			err = rd_kafka_query_watermark_offsets(rk, md->topics[t].topic,
-			                                       md->topics[t].partitions[p].id, &lo,
-			                                       &hi, 10000);
+			/* A topic made a moment ago may have no leader yet: its
+			 * first queries answer NOT_LEADER; ask again for 10 s. */
+			for (int tries = 0;; tries++) {
+				err = rd_kafka_query_watermark_offsets(
+					rk, md->topics[t].topic, md->topics[t].partitions[p].id,
+					&lo, &hi, 10000);
+				if (tries >= 100 ||
+				    (err != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
+				     err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
+				     err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART))
+					break;
+				struct timespec ts = {0, 100 * 1000 * 1000};
+				nanosleep(&ts, NULL);
+			}
 			if (err) {
 				fprintf(stderr, "e2e_count: watermarks: %s\n",
 				        rd_kafka_err2str(err));

@@ -14,8 +14,9 @@
 
     worker.run()
 
-The shared library is found through DJOB_LIBRARY_PATH, then a copy inside
-this package, then the system.
+The shared library is found inside this package (where a wheel built by
+`pip install ./bindings/python` puts it), then through DJOB_LIBRARY_PATH,
+then the system: djob/_lib.py decides.
 """
 
 from . import _ffi

@@ -1,9 +1,13 @@
-"""Find and load libdjob.
+"""Find and load libdjob: the one place that decides where it comes from.
 
-Tried in order: the file (or directory) named by DJOB_LIBRARY_PATH, a copy
-shipped inside this package, then the system (ctypes.util.find_library and
-the plain soname, which the dynamic loader resolves through its usual paths).
-When none loads, one ImportError lists every place tried and why it failed.
+Tried in order: the copy inside this package (the libdjob.so a wheel built
+by `pip install ./bindings/python` holds, or a libdjob.so.0 copied there),
+the file (or directory) named by DJOB_LIBRARY_PATH, then the system
+(ctypes.util.find_library and the plain soname, which the dynamic loader
+resolves through its usual paths). The package's own copy comes first
+because it was built from the same sources as these bindings, so a
+DJOB_LIBRARY_PATH left over from another build cannot replace it. When none
+loads, one ImportError lists every place tried and why it failed.
 """
 
 import ctypes
@@ -15,6 +19,9 @@ _PACKAGE_NAMES = (SONAME, "libdjob.so")
 
 
 def _candidates():
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in _PACKAGE_NAMES:
+        yield "package", os.path.join(here, name)
     env = os.environ.get("DJOB_LIBRARY_PATH")
     if env:
         if os.path.isdir(env):
@@ -22,9 +29,6 @@ def _candidates():
                 yield "DJOB_LIBRARY_PATH", os.path.join(env, name)
         else:
             yield "DJOB_LIBRARY_PATH", env
-    here = os.path.dirname(os.path.abspath(__file__))
-    for name in _PACKAGE_NAMES:
-        yield "package", os.path.join(here, name)
     found = ctypes.util.find_library("djob")
     yield "system (find_library('djob'))", found
     yield "system (loader)", SONAME
@@ -45,10 +49,11 @@ def load():
         except OSError as e:
             tried.append(f"  {origin}: {path}: {e}")
     if not os.environ.get("DJOB_LIBRARY_PATH"):
-        tried.insert(0, "  DJOB_LIBRARY_PATH: not set")
+        tried.insert(len(_PACKAGE_NAMES), "  DJOB_LIBRARY_PATH: not set")
     raise ImportError(
         "djob: cannot load the libdjob shared library; tried:\n"
         + "\n".join(tried)
-        + "\nSet DJOB_LIBRARY_PATH to the built library (for example "
-        "build/libdjob/libdjob.so.0) or install libdjob."
+        + "\nInstall the package with pip install ./bindings/python (its wheel "
+        "holds libdjob), or set DJOB_LIBRARY_PATH to a built library (for "
+        "example build/libdjob/libdjob.so.0), or install libdjob."
     )

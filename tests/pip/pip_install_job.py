@@ -25,10 +25,10 @@ import uuid
 
 import djob
 
-platlib = sysconfig.get_paths()["platlib"]
-package = os.path.dirname(os.path.abspath(djob.__file__))
+platlib = os.path.realpath(sysconfig.get_paths()["platlib"])
+package = os.path.realpath(os.path.dirname(djob.__file__))
 assert package == os.path.join(platlib, "djob"), f"djob imported from {package}, not the venv"
-assert djob.library_path == os.path.join(package, "libdjob.so"), \
+assert os.path.realpath(djob.library_path) == os.path.join(package, "libdjob.so"), \
     f"libdjob loaded from {djob.library_path}, not the wheel's copy"
 assert os.path.exists(os.path.join(package, "py.typed")), "py.typed missing from the wheel"
 assert djob.library_version() == djob.__version__

@@ -215,9 +215,13 @@ def test_library_is_found_in_a_directory_and_in_the_package(tmp_path, monkeypatc
     assert path == str(tmp_path / "libdjob.so.0")
 
 
-def test_package_copy_is_loaded_before_djob_library_path(tmp_path, monkeypatch):
+def test_djob_library_path_wins_over_the_package_copy_and_falls_through_to_it(tmp_path,
+                                                                           monkeypatch):
     lib = _load_lib_module(tmp_path)
     shutil.copy(djob.library_path, tmp_path / "libdjob.so")
+    monkeypatch.setenv("DJOB_LIBRARY_PATH", djob.library_path)
+    _, path = lib.load()
+    assert path == djob.library_path
     monkeypatch.setenv("DJOB_LIBRARY_PATH", str(tmp_path / "elsewhere" / "libdjob.so.0"))
     _, path = lib.load()
     assert path == str(tmp_path / "libdjob.so")

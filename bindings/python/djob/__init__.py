@@ -14,8 +14,8 @@
 
     worker.run()
 
-The shared library is found inside this package (where a wheel built by
-`pip install ./bindings/python` puts it), then through DJOB_LIBRARY_PATH,
+The shared library is found through DJOB_LIBRARY_PATH, then inside this
+package (where a wheel built by `pip install ./bindings/python` puts it),
 then the system: djob/_lib.py decides.
 """
 

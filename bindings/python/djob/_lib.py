@@ -1,12 +1,12 @@
 """Find and load libdjob: the one place that decides where it comes from.
 
-Tried in order: the copy inside this package (the libdjob.so a wheel built
-by `pip install ./bindings/python` holds, or a libdjob.so.0 copied there),
-the file (or directory) named by DJOB_LIBRARY_PATH, then the system
-(ctypes.util.find_library and the plain soname, which the dynamic loader
-resolves through its usual paths). The package's own copy comes first
-because it was built from the same sources as these bindings, so a
-DJOB_LIBRARY_PATH left over from another build cannot replace it. When none
+Tried in order: the file (or directory) named by DJOB_LIBRARY_PATH, the
+copy inside this package (the libdjob.so a wheel built by
+`pip install ./bindings/python` holds, or a libdjob.so.0 copied there),
+then the system (ctypes.util.find_library and the plain soname, which the
+dynamic loader resolves through its usual paths). A variable set on purpose
+wins over what an installed package holds, as LD_LIBRARY_PATH does; a
+variable naming nothing loadable falls through to the package. When none
 loads, one ImportError lists every place tried and why it failed.
 """
 
@@ -19,9 +19,6 @@ _PACKAGE_NAMES = (SONAME, "libdjob.so")
 
 
 def _candidates():
-    here = os.path.dirname(os.path.abspath(__file__))
-    for name in _PACKAGE_NAMES:
-        yield "package", os.path.join(here, name)
     env = os.environ.get("DJOB_LIBRARY_PATH")
     if env:
         if os.path.isdir(env):
@@ -29,6 +26,9 @@ def _candidates():
                 yield "DJOB_LIBRARY_PATH", os.path.join(env, name)
         else:
             yield "DJOB_LIBRARY_PATH", env
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in _PACKAGE_NAMES:
+        yield "package", os.path.join(here, name)
     found = ctypes.util.find_library("djob")
     yield "system (find_library('djob'))", found
     yield "system (loader)", SONAME
@@ -49,7 +49,7 @@ def load():
         except OSError as e:
             tried.append(f"  {origin}: {path}: {e}")
     if not os.environ.get("DJOB_LIBRARY_PATH"):
-        tried.insert(len(_PACKAGE_NAMES), "  DJOB_LIBRARY_PATH: not set")
+        tried.insert(0, "  DJOB_LIBRARY_PATH: not set")
     raise ImportError(
         "djob: cannot load the libdjob shared library; tried:\n"
         + "\n".join(tried)

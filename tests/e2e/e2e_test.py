@@ -234,6 +234,22 @@ class Stack:
                             break
         if errors:
             raise Failure("; ".join(errors))
+        if not failed:
+            drop(binary("DJOB_E2E_COUNT"), self.coll, self.prefix, self.group)
+
+
+def drop(tool, coll, prefix, group):
+    """Remove a passed case's collection, topics and consumer group from the
+    servers (a failed one keeps them to look at); a failure to is said, not
+    fatal: the case's own checks have passed."""
+    try:
+        out = subprocess.run([tool, "--drop", coll, prefix, group], capture_output=True,
+                             text=True, timeout=60)
+        if out.returncode != 0:
+            sys.stderr.write(f"warning: could not remove {coll}, {prefix}*, {group}: "
+                             f"{out.stderr.strip()}\n")
+    except (OSError, subprocess.TimeoutExpired) as e:
+        sys.stderr.write(f"warning: could not remove {coll}, {prefix}*, {group}: {e}\n")
 
 
 def wait_status(port, job_id, wanted, token=None, timeout=60, seen=None):

@@ -26,6 +26,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+import e2e_test  # noqa: E402  (drop: a passed case's collection, topics and group)
+
 CASE = sys.argv[1] if len(sys.argv) > 1 else "?"
 TYPES = ["compute", "file", "blockchain", "data"]
 
@@ -234,6 +237,8 @@ class Stack:
                 sys.stderr.writelines(lines[-30:])
         if errors:
             raise Failure("; ".join(errors))
+        if not failed:
+            e2e_test.drop(binary("DJOB_FAULT_COUNT"), self.coll, self.prefix, self.group)
 
 
 def submit_many(port, payloads, threads=4):

@@ -7,6 +7,7 @@ one); unset, build/libdjob/libdjob.so.0 is used when it exists.
 """
 
 import os
+import subprocess
 import sys
 import uuid
 
@@ -37,15 +38,24 @@ def stack():
 
 @pytest.fixture
 def config():
-    """This test's own topics, consumer group and collection."""
+    """This test's own topics, consumer group and collection, removed from
+    the servers afterwards (tests/e2e/e2e_count --drop)."""
     tag = f"{os.getpid()}{uuid.uuid4().hex[:10]}"
-    return {
+    conf = {
         "topic.prefix": f"py{tag}.",
         "group.id": f"pyg{tag}",
         "mongo.collection": f"pyjobs_{tag}",
         "lease.ms": "2000",
         "kafka.session.timeout.ms": "6000",
     }
+    yield conf
+    tool = os.environ.get("DJOB_E2E_COUNT")
+    if tool:
+        out = subprocess.run([tool, "--drop", conf["mongo.collection"], conf["topic.prefix"],
+                              conf["group.id"]], capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            sys.stderr.write(f"warning: could not remove {conf['mongo.collection']}: "
+                             f"{out.stderr.strip()}\n")
 
 
 @pytest.fixture

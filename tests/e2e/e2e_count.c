@@ -29,7 +29,7 @@ static const char *env_or(const char *name, const char *dflt)
 	return v && *v ? v : dflt;
 }
 
-static long long count_documents(const char *collection)
+static mongoc_client_t *mongo_client(mongoc_uri_t **uri_out)
 {
 	mongoc_init();
 	bson_error_t e;
@@ -39,8 +39,36 @@ static long long count_documents(const char *collection)
 		fprintf(stderr, "e2e_count: %s\n", e.message);
 		exit(1);
 	}
+	*uri_out = uri;
+	return mongoc_client_new_from_uri(uri);
+}
+
+/* A producer handle on DJOB_KAFKA_BROKERS, for metadata and admin calls. */
+static rd_kafka_t *kafka_handle(void)
+{
+	char errstr[256];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_t *rk = NULL;
+	if (rd_kafka_conf_set(conf, "bootstrap.servers",
+	                      env_or("DJOB_KAFKA_BROKERS", "127.0.0.1:9092"), errstr,
+	                      sizeof errstr) != RD_KAFKA_CONF_OK ||
+	    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
+		rd_kafka_conf_destroy(conf);
+	else
+		rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+	if (!rk) {
+		fprintf(stderr, "e2e_count: %s\n", errstr);
+		exit(1);
+	}
+	return rk;
+}
+
+static long long count_documents(const char *collection)
+{
+	mongoc_uri_t *uri;
+	mongoc_client_t *client = mongo_client(&uri);
 	const char *db = mongoc_uri_get_database(uri);
-	mongoc_client_t *client = mongoc_client_new_from_uri(uri);
+	bson_error_t e;
 	bson_t *cmd = BCON_NEW("count", BCON_UTF8(collection));
 	bson_t reply;
 	long long n = -1;
@@ -64,20 +92,7 @@ static long long count_documents(const char *collection)
 
 static long long count_messages(char **topics, int n)
 {
-	char errstr[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	if (rd_kafka_conf_set(conf, "bootstrap.servers",
-	                      env_or("DJOB_KAFKA_BROKERS", "127.0.0.1:9092"), errstr,
-	                      sizeof errstr) != RD_KAFKA_CONF_OK ||
-	    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
-		fprintf(stderr, "e2e_count: %s\n", errstr);
-		exit(1);
-	}
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-	if (!rk) {
-		fprintf(stderr, "e2e_count: %s\n", errstr);
-		exit(1);
-	}
+	rd_kafka_t *rk = kafka_handle();
 	const struct rd_kafka_metadata *md;
 	rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
 	if (err) {
@@ -116,20 +131,6 @@ static long long count_messages(char **topics, int n)
 	rd_kafka_metadata_destroy(md);
 	rd_kafka_destroy(rk);
 	return total;
-}
-
-static mongoc_client_t *mongo_client(mongoc_uri_t **uri_out)
-{
-	mongoc_init();
-	bson_error_t e;
-	mongoc_uri_t *uri = mongoc_uri_new_with_error(
-		env_or("DJOB_MONGO_URI", "mongodb://127.0.0.1:27017/jobsdb"), &e);
-	if (!uri) {
-		fprintf(stderr, "e2e_count: %s\n", e.message);
-		exit(1);
-	}
-	*uri_out = uri;
-	return mongoc_client_new_from_uri(uri);
 }
 
 static int drop_collections(const char *collection)
@@ -183,20 +184,7 @@ static int admin_result(rd_kafka_queue_t *q, const char *what)
 
 static int drop_topics_and_group(const char *prefix, const char *group)
 {
-	char errstr[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	if (rd_kafka_conf_set(conf, "bootstrap.servers",
-	                      env_or("DJOB_KAFKA_BROKERS", "127.0.0.1:9092"), errstr,
-	                      sizeof errstr) != RD_KAFKA_CONF_OK ||
-	    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
-		fprintf(stderr, "e2e_count: %s\n", errstr);
-		return 1;
-	}
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-	if (!rk) {
-		fprintf(stderr, "e2e_count: %s\n", errstr);
-		return 1;
-	}
+	rd_kafka_t *rk = kafka_handle();
 	const struct rd_kafka_metadata *md;
 	rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
 	if (err) {

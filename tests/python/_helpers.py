@@ -23,6 +23,16 @@ def wait_until(predicate, timeout=30.0, interval=0.05):
     return predicate()
 
 
+def read_until(read, want, timeout=30.0, interval=0.2):
+    """read() until want(answer) holds; the last answer either way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = read()
+        if want(answer) or time.monotonic() > deadline:
+            return answer
+        time.sleep(interval)
+
+
 class Counter:
     def __init__(self):
         self.lock = threading.Lock()

@@ -1,19 +1,13 @@
 """Client.job_stats(): the collection's jobs by status and type, as
 GET /stats answers them, exact once the jobs are settled."""
 
-import time
 
-from _helpers import compute_handler
+from _helpers import compute_handler, read_until
 
 
 def settled(client, want, timeout=30):
     """job_stats() until want(stats) holds (it is read at most once a second)."""
-    deadline = time.time() + timeout
-    while True:
-        stats = client.job_stats()
-        if want(stats) or time.time() > deadline:
-            return stats
-        time.sleep(0.2)
+    return read_until(client.job_stats, want, timeout)
 
 
 def test_job_stats_count_submitted_and_completed_jobs_by_status_and_type(client, make_worker):

@@ -7,15 +7,12 @@ import time
 import djob
 import pytest
 
+from _helpers import read_until
+
 
 def until(client, want, timeout=60):
     """workers() until want(answer) holds; the last answer either way."""
-    deadline = time.time() + timeout
-    while True:
-        answer = client.workers()
-        if want(answer) or time.time() > deadline:
-            return answer
-        time.sleep(0.2)
+    return read_until(client.workers, want, timeout)
 
 
 def test_workers_name_each_member_with_its_partitions_and_count_the_lag(client, config,

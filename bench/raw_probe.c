@@ -1279,8 +1279,8 @@ int main(int argc, char **argv)
 	brokers = getenv("DJOB_KAFKA_BROKERS") ? getenv("DJOB_KAFKA_BROKERS") : "127.0.0.1:9092";
 	mongo_uri = getenv("DJOB_MONGO_URI") ? getenv("DJOB_MONGO_URI")
 	                                     : "mongodb://127.0.0.1:27017/jobsdb";
-	mongoc_init();
 	mongoc_log_set_handler(mongo_log, NULL);
+	mongoc_init();
 	bson_error_t e;
 	mongoc_uri_t *uri = mongoc_uri_new_with_error(mongo_uri, &e);
 	if (!uri)

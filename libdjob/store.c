@@ -28,8 +28,11 @@ static void mongo_log(mongoc_log_level_t level, const char *domain, const char *
 
 static void mongo_init_once(void)
 {
-	mongoc_init();
+	/* The handler first: where libmongoc is built without automatic
+	 * globals, mongoc_init() does its set-up here and may warn (Debian's
+	 * does it in a load-time constructor, before any of djob runs). */
 	mongoc_log_set_handler(mongo_log, NULL);
+	mongoc_init();
 }
 
 static pthread_once_t mongo_once = PTHREAD_ONCE_INIT;

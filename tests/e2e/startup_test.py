@@ -165,7 +165,8 @@ def run_failing(which, args, env_extra, words, code):
             records.append(json.loads(line))
         except ValueError:
             # valgrind's and the sanitizers' reports are not ours to format
-            if not line.startswith(("==", "--")) and "Sanitizer" not in line:
+            if (not line.startswith(("==", "--")) and "Sanitizer" not in line
+                    and not e2e.libmongoc_load_line(line)):
                 raise Failure(f"stderr line is not JSON: {line!r}")
     ours = [r for r in records if r.get("component") == component and r.get("level") == "error"]
     check(len(ours) == 1, f"{len(ours)} error lines from {component}: {lines}")
@@ -187,6 +188,45 @@ def test_clean_start_and_sigterm_stop():
         failed = False
     finally:
         st.stop(failed)
+
+
+def occupy_mongoc_shm():
+    """Leave /dev/shm/mongoc-PID behind as a predecessor with this PID that
+    died by SIGKILL does: libmongoc cannot create its counters there."""
+    fd = os.open(f"/dev/shm/mongoc-{os.getpid()}", os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+
+
+def test_daemons_run_with_libmongoc_counters_taken():
+    """A killed predecessor's /dev/shm/mongoc-PID (CI's failure of
+    2026-12-04): both daemons start, serve and stop; libmongoc's one
+    load-time line is the only line that is not djob's JSON."""
+    st = e2e.Stack()
+    st.preexec = occupy_mongoc_shm
+    failed = True
+    try:
+        api = st.api()
+        st.worker(api_port=api)
+        r = e2e.request(api, "POST", "/jobs", {"type": "compute", "payload": {"input": "shm"}})
+        check(r.status == 201, f"POST /jobs: {r}")
+        e2e.wait_status(api, r.json()["jobId"], "completed")
+        failed = False
+    finally:
+        pids = [p.pid for _, p, _ in st.procs]
+        try:
+            st.stop(failed)  # every other log line is JSON, or it fails
+        finally:
+            for pid in pids:
+                try:
+                    os.unlink(f"/dev/shm/mongoc-{pid}")
+                except FileNotFoundError:
+                    pass
+    for name, _, log in st.procs:
+        with open(log) as f:
+            first = f.readline()
+        check(e2e.libmongoc_load_line(first),
+              f"{name}: libmongoc did not find its counters taken: {first!r}")
+    print(f"{len(st.procs)} daemons ran with their counters' segment taken; 1 job completed")
 
 
 def main():

@@ -291,7 +291,9 @@ BLOCKCHAIN_EXPORT int blockchain_handler_register(djob_worker_t *worker, djob_er
 }
 
 #ifndef HANDLER_NO_PLUGIN_ENTRY
-/* The plugin entry point djob_worker_load_plugin looks for. */
+/* The plugin ABI and entry point djob_worker_load_plugin looks for. */
+DJOB_PLUGIN_ABI;
+
 BLOCKCHAIN_EXPORT int djob_plugin_register(djob_worker_t *worker, djob_error_t *err)
 {
 	return blockchain_handler_register(worker, err);

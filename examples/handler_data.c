@@ -229,7 +229,9 @@ DATA_EXPORT int data_handler_register(djob_worker_t *worker, djob_error_t *err)
 }
 
 #ifndef HANDLER_NO_PLUGIN_ENTRY
-/* The plugin entry point djob_worker_load_plugin looks for. */
+/* The plugin ABI and entry point djob_worker_load_plugin looks for. */
+DJOB_PLUGIN_ABI;
+
 DATA_EXPORT int djob_plugin_register(djob_worker_t *worker, djob_error_t *err)
 {
 	return data_handler_register(worker, err);

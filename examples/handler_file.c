@@ -312,7 +312,9 @@ FILE_HANDLER_EXPORT int file_handler_register(djob_worker_t *worker, const char 
 }
 
 #ifndef HANDLER_NO_PLUGIN_ENTRY
-/* The plugin entry point djob_worker_load_plugin looks for. */
+/* The plugin ABI and entry point djob_worker_load_plugin looks for. */
+DJOB_PLUGIN_ABI;
+
 FILE_HANDLER_EXPORT int djob_plugin_register(djob_worker_t *worker, djob_error_t *err)
 {
 	return file_handler_register(worker, getenv("DJOB_FILE_ROOT"), err);

@@ -214,6 +214,21 @@ int djob_worker_load_plugin(djob_worker_t *w, const char *path, djob_error_t *er
 	void *so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!so)
 		return djob_set_error(err, DJOB_EINVAL, 0, "Cannot load plugin %s: %s", path, dlerror());
+	/* Checked before any of the plugin's code is called. */
+	const int *abi = dlsym(so, "djob_plugin_abi_version");
+	if (!abi || *abi != DJOB_PLUGIN_ABI_VERSION) {
+		int rc = abi ? djob_set_error(
+				       err, DJOB_EINVAL, 0,
+				       "Plugin %s is built for plugin ABI %d, this libdjob has "
+				       "%d: rebuild it against this libdjob",
+				       path, *abi, DJOB_PLUGIN_ABI_VERSION)
+		             : djob_set_error(err, DJOB_EINVAL, 0,
+		                              "Plugin %s states no plugin ABI (DJOB_PLUGIN_ABI): "
+		                              "rebuild it against this libdjob",
+		                              path);
+		dlclose(so);
+		return rc;
+	}
 	int (*reg)(djob_worker_t *, djob_error_t *);
 	*(void **)&reg = dlsym(so, "djob_plugin_register");
 	if (!reg) {

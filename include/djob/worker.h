@@ -81,9 +81,34 @@ DJOB_EXTERN void djob_worker_free(djob_worker_t *worker);
 DJOB_EXTERN int djob_worker_register(djob_worker_t *worker, const char *type,
                                      djob_handler_fn fn, void *user_data, djob_error_t *err);
 
+/* The plugin ABI: what a plugin's djob_plugin_register may rely on (this
+ * header's types and calls). It changes only when they change
+ * incompatibly, and apart from the project's version. */
+#define DJOB_PLUGIN_ABI_VERSION 1
+
+#ifdef __cplusplus
+#define DJOB_PLUGIN_LINKAGE extern "C"
+#else
+#define DJOB_PLUGIN_LINKAGE
+#endif
+/* Exported even from a plugin built with -fvisibility=hidden. */
+#if defined(__GNUC__)
+#define DJOB_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define DJOB_PLUGIN_EXPORT
+#endif
+/* Write `DJOB_PLUGIN_ABI;` once at file scope in a plugin: it exports
+ * djob_plugin_abi_version, the ABI the plugin was compiled against. */
+#define DJOB_PLUGIN_ABI                                                                            \
+	DJOB_PLUGIN_LINKAGE DJOB_PLUGIN_EXPORT const int djob_plugin_abi_version =                 \
+		DJOB_PLUGIN_ABI_VERSION
+
 /* Load a handler plugin: a shared object exporting
  *   int djob_plugin_register(djob_worker_t *worker, djob_error_t *err);
- * which calls djob_worker_register. Only before the worker runs. */
+ * which calls djob_worker_register, and stating DJOB_PLUGIN_ABI. A plugin
+ * that states no ABI, or another than this library's, is refused with
+ * DJOB_EINVAL and a message saying to rebuild it; nothing of it runs.
+ * Only before the worker runs. */
 DJOB_EXTERN int djob_worker_load_plugin(djob_worker_t *worker, const char *path,
                                         djob_error_t *err);
 

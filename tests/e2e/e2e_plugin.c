@@ -61,6 +61,8 @@ static djob_job_status_t e2e_compute(djob_job_t *job, void *user_data)
 	return djob_handler_compute(job, NULL);
 }
 
+DJOB_PLUGIN_ABI;
+
 E2E_EXPORT int djob_plugin_register(djob_worker_t *worker, djob_error_t *err);
 
 E2E_EXPORT int djob_plugin_register(djob_worker_t *worker, djob_error_t *err)

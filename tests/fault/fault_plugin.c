@@ -57,6 +57,8 @@ static djob_job_status_t fault_compute(djob_job_t *job, void *user_data)
 	return st;
 }
 
+DJOB_PLUGIN_ABI;
+
 FAULT_EXPORT int djob_plugin_register(djob_worker_t *worker, djob_error_t *err);
 
 FAULT_EXPORT int djob_plugin_register(djob_worker_t *worker, djob_error_t *err)

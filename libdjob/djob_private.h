@@ -5,6 +5,7 @@
 #define DJOB_PRIVATE_H
 
 #include <djob/djob.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -70,10 +71,10 @@ struct djob_job_s {
 	size_t payload_len;
 	int attempts;
 	int max_attempts;
-	char *worker_id; /* lent by the worker */
-	char *result;    /* JSON object text or NULL */
+	char *worker_id;    /* lent by the worker */
+	char *result;       /* JSON object text or NULL */
 	char *result_error; /* why djob_job_set_result refused the last result, or NULL */
-	char *error;     /* or NULL */
+	char *error;        /* or NULL */
 	atomic_int lease_lost;
 	atomic_int finishing; /* the handler returned; its outcome is being written */
 	/* The store sink's: the job's seq as the worker's last write left it,
@@ -82,7 +83,19 @@ struct djob_job_s {
 	atomic_llong seq;
 	atomic_llong seq_at;
 	const atomic_int *stopping; /* the worker's stop flag, or NULL */
+	/* Progress (djob_job_set_progress): the handler's last value, written
+	 * by the worker at most once a second and at finish. */
+	pthread_mutex_t progress_mu;
+	double progress_value;
+	char *progress_message; /* or NULL */
+	bool progress_set;      /* a value was ever reported */
+	bool progress_dirty;    /* not yet written */
 };
+
+/* The progress to write as {"value":n,"message":"…"}, or NULL when
+ * nothing changed since the last call (or memory ran out); clears the
+ * change. Ownership: free the text with free(). Any thread. */
+char *djob_job_take_progress(djob_job_t *job);
 
 /* The moves of DESIGN.md §3 (job.c's table): each leaves from a set of
  * states and leads to one. */

@@ -16,7 +16,7 @@
 
 DJOB_BEGIN_DECLS
 
-#define DJOB_SINK_OPS_VERSION 1
+#define DJOB_SINK_OPS_VERSION 2 /* 1: without sync */
 
 /* Where a worker records the status of the jobs it runs. Every function is
  * called from the worker's pool threads, concurrently. */
@@ -42,6 +42,15 @@ typedef struct {
 	              djob_error_t *err);
 	/* Free opaque. May be NULL. */
 	void (*destroy)(void *opaque);
+	/* Version 2 (may be NULL: then cancels reach a handler only through
+	 * extend). Called every 500 ms for each running job. With progress_json
+	 * ({"value":n,"message":"…"}) write it as the job's progress, fenced on
+	 * (worker id, attempts), and extend the lease by lease_ms; with NULL
+	 * only check that the job is still this worker's. DJOB_ECONFLICT when
+	 * it is not (cancelled, or the lease lost): the handler is told to
+	 * stop. */
+	int (*sync)(void *opaque, const djob_job_t *job, long lease_ms, const char *progress_json,
+	            djob_error_t *err);
 } djob_sink_ops_t;
 
 /* A sink from user functions. Ownership: ops is copied; opaque is owned by
@@ -61,16 +70,14 @@ DJOB_EXTERN int djob_sink_store_new(djob_sink_t **out, const djob_config_t *conf
  * DJOB_ENOTFOUND, 400 DJOB_EINVAL, anything else (unreachable, 5xx, 401,
  * 403) DJOB_EHTTP, retriable.
  * Ownership: conf is copied; free *out with djob_sink_free. */
-DJOB_EXTERN int djob_sink_api_new(djob_sink_t **out, const djob_config_t *conf,
-                                  djob_error_t *err);
+DJOB_EXTERN int djob_sink_api_new(djob_sink_t **out, const djob_config_t *conf, djob_error_t *err);
 
 /* NULL is a no-op. */
 DJOB_EXTERN void djob_sink_free(djob_sink_t *sink);
 
 /* A worker. It joins the consumer group at run/start, not here.
  * Ownership: conf is copied; free *out with djob_worker_free. */
-DJOB_EXTERN int djob_worker_new(djob_worker_t **out, const djob_config_t *conf,
-                                djob_error_t *err);
+DJOB_EXTERN int djob_worker_new(djob_worker_t **out, const djob_config_t *conf, djob_error_t *err);
 
 /* Stop if running, then free. NULL is a no-op. */
 DJOB_EXTERN void djob_worker_free(djob_worker_t *worker);
@@ -78,19 +85,17 @@ DJOB_EXTERN void djob_worker_free(djob_worker_t *worker);
 /* Handle jobs of `type` with fn. Registering a type again replaces its
  * handler. Only before the worker runs. Ownership: type is copied;
  * user_data stays the caller's and must outlive the worker. */
-DJOB_EXTERN int djob_worker_register(djob_worker_t *worker, const char *type,
-                                     djob_handler_fn fn, void *user_data, djob_error_t *err);
+DJOB_EXTERN int djob_worker_register(djob_worker_t *worker, const char *type, djob_handler_fn fn,
+                                     void *user_data, djob_error_t *err);
 
 /* Load a handler plugin: a shared object exporting
  *   int djob_plugin_register(djob_worker_t *worker, djob_error_t *err);
  * which calls djob_worker_register. Only before the worker runs. */
-DJOB_EXTERN int djob_worker_load_plugin(djob_worker_t *worker, const char *path,
-                                        djob_error_t *err);
+DJOB_EXTERN int djob_worker_load_plugin(djob_worker_t *worker, const char *path, djob_error_t *err);
 
 /* Use `sink` to record status (default: the store sink). Only before the
  * worker runs. Ownership: the worker takes the sink and frees it. */
-DJOB_EXTERN int djob_worker_set_sink(djob_worker_t *worker, djob_sink_t *sink,
-                                     djob_error_t *err);
+DJOB_EXTERN int djob_worker_set_sink(djob_worker_t *worker, djob_sink_t *sink, djob_error_t *err);
 
 /* Consume and run jobs in the calling thread until stopped. Returns 0 after
  * a stop: in-flight jobs drained, offsets committed, group left. */
@@ -112,8 +117,7 @@ DJOB_EXTERN int djob_worker_is_running(const djob_worker_t *worker);
 /* Counters as JSON: {"running":true,"inFlight":2,"assignedPartitions":3,"processed":10,
  * "completed":9,"failed":1,"skipped":0,"workerId":"..."}.
  * Ownership: *json_out is allocated, free with djob_free. */
-DJOB_EXTERN int djob_worker_stats(char **json_out, const djob_worker_t *worker,
-                                  djob_error_t *err);
+DJOB_EXTERN int djob_worker_stats(char **json_out, const djob_worker_t *worker, djob_error_t *err);
 
 /* The worker's id (config worker.id or generated). Ownership: lent. */
 DJOB_EXTERN const char *djob_worker_id(const djob_worker_t *worker);

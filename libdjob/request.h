@@ -42,13 +42,13 @@ void djob_submission_free(djob_submission_t *s);
 
 /* A PATCH body. */
 typedef struct djob_patch_s {
-	djob_state_t to;  /* processing, completed or failed */
-	bson_t *result;   /* or NULL */
-	char *error;      /* or NULL */
-	char *worker_id;  /* or NULL */
-	int attempts;     /* 0: not given */
-	long lease_ms;    /* 0: not given */
-	bool retry;       /* a fenced failure to be retried */
+	djob_state_t to; /* processing, completed or failed */
+	bson_t *result;  /* or NULL */
+	char *error;     /* or NULL */
+	char *worker_id; /* or NULL */
+	int attempts;    /* 0: not given */
+	long lease_ms;   /* 0: not given */
+	bool retry;      /* a fenced failure to be retried */
 	bson_t *progress; /* {value, message} with a fenced processing, or NULL */
 } djob_patch_t;
 

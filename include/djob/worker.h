@@ -70,14 +70,16 @@ DJOB_EXTERN int djob_sink_store_new(djob_sink_t **out, const djob_config_t *conf
  * DJOB_ENOTFOUND, 400 DJOB_EINVAL, anything else (unreachable, 5xx, 401,
  * 403) DJOB_EHTTP, retriable.
  * Ownership: conf is copied; free *out with djob_sink_free. */
-DJOB_EXTERN int djob_sink_api_new(djob_sink_t **out, const djob_config_t *conf, djob_error_t *err);
+DJOB_EXTERN int djob_sink_api_new(djob_sink_t **out, const djob_config_t *conf,
+                                  djob_error_t *err);
 
 /* NULL is a no-op. */
 DJOB_EXTERN void djob_sink_free(djob_sink_t *sink);
 
 /* A worker. It joins the consumer group at run/start, not here.
  * Ownership: conf is copied; free *out with djob_worker_free. */
-DJOB_EXTERN int djob_worker_new(djob_worker_t **out, const djob_config_t *conf, djob_error_t *err);
+DJOB_EXTERN int djob_worker_new(djob_worker_t **out, const djob_config_t *conf,
+                                djob_error_t *err);
 
 /* Stop if running, then free. NULL is a no-op. */
 DJOB_EXTERN void djob_worker_free(djob_worker_t *worker);
@@ -85,17 +87,19 @@ DJOB_EXTERN void djob_worker_free(djob_worker_t *worker);
 /* Handle jobs of `type` with fn. Registering a type again replaces its
  * handler. Only before the worker runs. Ownership: type is copied;
  * user_data stays the caller's and must outlive the worker. */
-DJOB_EXTERN int djob_worker_register(djob_worker_t *worker, const char *type, djob_handler_fn fn,
-                                     void *user_data, djob_error_t *err);
+DJOB_EXTERN int djob_worker_register(djob_worker_t *worker, const char *type,
+                                     djob_handler_fn fn, void *user_data, djob_error_t *err);
 
 /* Load a handler plugin: a shared object exporting
  *   int djob_plugin_register(djob_worker_t *worker, djob_error_t *err);
  * which calls djob_worker_register. Only before the worker runs. */
-DJOB_EXTERN int djob_worker_load_plugin(djob_worker_t *worker, const char *path, djob_error_t *err);
+DJOB_EXTERN int djob_worker_load_plugin(djob_worker_t *worker, const char *path,
+                                        djob_error_t *err);
 
 /* Use `sink` to record status (default: the store sink). Only before the
  * worker runs. Ownership: the worker takes the sink and frees it. */
-DJOB_EXTERN int djob_worker_set_sink(djob_worker_t *worker, djob_sink_t *sink, djob_error_t *err);
+DJOB_EXTERN int djob_worker_set_sink(djob_worker_t *worker, djob_sink_t *sink,
+                                     djob_error_t *err);
 
 /* Consume and run jobs in the calling thread until stopped. Returns 0 after
  * a stop: in-flight jobs drained, offsets committed, group left. */
@@ -117,7 +121,8 @@ DJOB_EXTERN int djob_worker_is_running(const djob_worker_t *worker);
 /* Counters as JSON: {"running":true,"inFlight":2,"assignedPartitions":3,"processed":10,
  * "completed":9,"failed":1,"skipped":0,"workerId":"..."}.
  * Ownership: *json_out is allocated, free with djob_free. */
-DJOB_EXTERN int djob_worker_stats(char **json_out, const djob_worker_t *worker, djob_error_t *err);
+DJOB_EXTERN int djob_worker_stats(char **json_out, const djob_worker_t *worker,
+                                  djob_error_t *err);
 
 /* The worker's id (config worker.id or generated). Ownership: lent. */
 DJOB_EXTERN const char *djob_worker_id(const djob_worker_t *worker);

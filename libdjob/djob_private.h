@@ -71,10 +71,10 @@ struct djob_job_s {
 	size_t payload_len;
 	int attempts;
 	int max_attempts;
-	char *worker_id;    /* lent by the worker */
-	char *result;       /* JSON object text or NULL */
+	char *worker_id; /* lent by the worker */
+	char *result;    /* JSON object text or NULL */
 	char *result_error; /* why djob_job_set_result refused the last result, or NULL */
-	char *error;        /* or NULL */
+	char *error;     /* or NULL */
 	atomic_int lease_lost;
 	atomic_int finishing; /* the handler returned; its outcome is being written */
 	/* The store sink's: the job's seq as the worker's last write left it,

@@ -5,6 +5,7 @@
 #define DJOB_PRIVATE_H
 
 #include <djob/djob.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -82,7 +83,19 @@ struct djob_job_s {
 	atomic_llong seq;
 	atomic_llong seq_at;
 	const atomic_int *stopping; /* the worker's stop flag, or NULL */
+	/* Progress (djob_job_set_progress): the handler's last value, written
+	 * by the worker at most once a second and at finish. */
+	pthread_mutex_t progress_mu;
+	double progress_value;
+	char *progress_message; /* or NULL */
+	bool progress_set;      /* a value was ever reported */
+	bool progress_dirty;    /* not yet written */
 };
+
+/* The progress to write as {"value":n,"message":"…"}, or NULL when
+ * nothing changed since the last call (or memory ran out); clears the
+ * change. Ownership: free the text with free(). Any thread. */
+char *djob_job_take_progress(djob_job_t *job);
 
 /* The moves of DESIGN.md §3 (job.c's table): each leaves from a set of
  * states and leads to one. */

@@ -6,6 +6,7 @@
 
 #include <bson/bson.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -218,6 +219,47 @@ int djob_job_set_error(djob_job_t *job, const char *message)
 	return 0;
 }
 
+int djob_job_set_progress(djob_job_t *job, double value, const char *message)
+{
+	if (job == NULL || !isfinite(value))
+		return DJOB_EINVAL;
+	char *copy = NULL;
+	if (message != NULL) {
+		size_t n = strnlen(message, DJOB_PROGRESS_MESSAGE_MAX + 1);
+		if (n > DJOB_PROGRESS_MESSAGE_MAX || !bson_utf8_validate(message, n, false))
+			return DJOB_EINVAL;
+		copy = strdup(message);
+		if (copy == NULL)
+			return DJOB_ENOMEM;
+	}
+	pthread_mutex_lock(&job->progress_mu);
+	free(job->progress_message);
+	job->progress_message = copy;
+	job->progress_value = value;
+	job->progress_set = true;
+	job->progress_dirty = true;
+	pthread_mutex_unlock(&job->progress_mu);
+	return 0;
+}
+
+char *djob_job_take_progress(djob_job_t *job)
+{
+	char *text = NULL;
+	pthread_mutex_lock(&job->progress_mu);
+	if (job->progress_dirty) {
+		cJSON *o = cJSON_CreateObject();
+		if (o && cJSON_AddNumberToObject(o, "value", job->progress_value) &&
+		    (!job->progress_message ||
+		     cJSON_AddStringToObject(o, "message", job->progress_message)))
+			text = cJSON_PrintUnformatted(o);
+		cJSON_Delete(o);
+		if (text)
+			job->progress_dirty = false;
+	}
+	pthread_mutex_unlock(&job->progress_mu);
+	return text;
+}
+
 int djob_job_should_stop(const djob_job_t *job)
 {
 	if (job == NULL)
@@ -231,6 +273,8 @@ void djob_job_free(djob_job_t *job)
 {
 	if (job == NULL)
 		return;
+	pthread_mutex_destroy(&job->progress_mu);
+	free(job->progress_message);
 	free(job->id);
 	free(job->type);
 	free(job->payload);
@@ -322,6 +366,7 @@ int djob_job_from_message(djob_job_t **out, const char *key, size_t key_len, con
 		rc = djob_set_error(err, DJOB_ENOMEM, 1, "Out of memory");
 		goto fail;
 	}
+	pthread_mutex_init(&job->progress_mu, NULL);
 	atomic_init(&job->lease_lost, 0);
 	atomic_init(&job->finishing, 0);
 	atomic_init(&job->seq, -1);

@@ -255,6 +255,9 @@ int djob_patch_parse(djob_patch_t **out, const char *body, size_t len, djob_erro
 	const cJSON *attempts = cJSON_GetObjectItemCaseSensitive(tree, "attempts");
 	const cJSON *lease = cJSON_GetObjectItemCaseSensitive(tree, "leaseMs");
 	const cJSON *retry = cJSON_GetObjectItemCaseSensitive(tree, "retry");
+	const cJSON *progress = cJSON_GetObjectItemCaseSensitive(tree, "progress");
+	const cJSON *pvalue = cJSON_GetObjectItemCaseSensitive(progress, "value");
+	const cJSON *pmessage = cJSON_GetObjectItemCaseSensitive(progress, "message");
 	djob_state_t to =
 		cJSON_IsString(status) ? djob_state_parse(status->valuestring) : DJOB_STATE_INVALID;
 	bson_t res;
@@ -288,6 +291,19 @@ int djob_patch_parse(djob_patch_t **out, const char *body, size_t len, djob_erro
 	          (cJSON_IsTrue(retry) && (to != DJOB_STATE_FAILED || !worker || !attempts))))
 		rc = djob_set_error(err, DJOB_EINVAL, 0,
 		                    "retry needs status failed with workerId and attempts");
+	else if (progress && (to != DJOB_STATE_PROCESSING || !worker || !attempts))
+		rc = djob_set_error(err, DJOB_EINVAL, 0,
+		                    "progress needs status processing with workerId and attempts");
+	else if (progress &&
+	         (!cJSON_IsObject(progress) || !cJSON_IsNumber(pvalue) ||
+	          !isfinite(pvalue->valuedouble) ||
+	          cJSON_GetArraySize(progress) != (pmessage ? 2 : 1) ||
+	          (pmessage && (!cJSON_IsString(pmessage) ||
+	                        strlen(pmessage->valuestring) > DJOB_PROGRESS_MESSAGE_MAX))))
+		rc = djob_set_error(
+			err, DJOB_EINVAL, 0,
+			"progress must be {\"value\": number, \"message\": string of at "
+			"most 200 bytes}");
 	djob_patch_t *p = NULL;
 	if (rc == 0 && !(p = calloc(1, sizeof *p)))
 		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
@@ -299,6 +315,12 @@ int djob_patch_parse(djob_patch_t **out, const char *body, size_t len, djob_erro
 		p->result = result ? bson_copy(&res) : NULL;
 		p->error = error ? strdup(error->valuestring) : NULL;
 		p->worker_id = worker ? strdup(worker->valuestring) : NULL;
+		if (progress) {
+			p->progress = bson_new();
+			BSON_APPEND_DOUBLE(p->progress, "value", pvalue->valuedouble);
+			if (pmessage)
+				BSON_APPEND_UTF8(p->progress, "message", pmessage->valuestring);
+		}
 		if ((result && !p->result) || (error && !p->error) || (worker && !p->worker_id)) {
 			djob_patch_free(p);
 			p = NULL;
@@ -317,6 +339,8 @@ void djob_patch_free(djob_patch_t *p)
 		return;
 	if (p->result)
 		bson_destroy(p->result);
+	if (p->progress)
+		bson_destroy(p->progress);
 	free(p->error);
 	free(p->worker_id);
 	free(p);

@@ -49,6 +49,7 @@ typedef struct djob_patch_s {
 	int attempts;    /* 0: not given */
 	long lease_ms;   /* 0: not given */
 	bool retry;      /* a fenced failure to be retried */
+	bson_t *progress; /* {value, message} with a fenced processing, or NULL */
 } djob_patch_t;
 
 /* Parse a PATCH /jobs/:id body: DJOB_EINVAL (DJOB_ETOOBIG for a result over

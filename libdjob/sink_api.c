@@ -569,7 +569,8 @@ bad:
 
 /* PATCH /jobs/<id> with body. 0 with the response body in *resp (free())
  * for a 2xx; otherwise the mapped error. */
-static int patch(api_sink_t *s, const char *id, const char *body, char **resp, djob_error_t *err)
+static int request(api_sink_t *s, const char *method, const char *id, const char *body, char **resp,
+                   djob_error_t *err)
 {
 	*resp = NULL;
 	/* The id goes into the request line: only a well-formed one. */
@@ -577,16 +578,16 @@ static int patch(api_sink_t *s, const char *id, const char *body, char **resp, d
 		return djob_set_error(err, DJOB_EINVAL, 0, "Malformed job id");
 	size_t len = strlen(body);
 	int hlen = snprintf(NULL, 0,
-	                    "PATCH %s/jobs/%s HTTP/1.1\r\nHost: %s\r\n"
+	                    "%s %s/jobs/%s HTTP/1.1\r\nHost: %s\r\n"
 	                    "Content-Type: application/json\r\nContent-Length: %zu\r\n%s\r\n",
-	                    s->base, id, s->hosthdr, len, s->auth);
+	                    method, s->base, id, s->hosthdr, len, s->auth);
 	char *req = malloc((size_t)hlen + len + 1);
 	if (!req)
 		return djob_set_error(err, DJOB_ENOMEM, 1, "Out of memory");
 	snprintf(req, (size_t)hlen + 1,
-	         "PATCH %s/jobs/%s HTTP/1.1\r\nHost: %s\r\n"
+	         "%s %s/jobs/%s HTTP/1.1\r\nHost: %s\r\n"
 	         "Content-Type: application/json\r\nContent-Length: %zu\r\n%s\r\n",
-	         s->base, id, s->hosthdr, len, s->auth);
+	         method, s->base, id, s->hosthdr, len, s->auth);
 	memcpy(req + hlen, body, len);
 	reply_t r = {0};
 	int rc = 1;
@@ -654,7 +655,7 @@ static int patch_json(api_sink_t *s, const char *id, cJSON *o, cJSON **doc, djob
 	if (!body)
 		return djob_set_error(err, DJOB_ENOMEM, 1, "Out of memory");
 	char *resp = NULL;
-	int rc = patch(s, id, body, &resp, err);
+	int rc = request(s, "PATCH", id, body, &resp, err);
 	free(body);
 	if (rc == 0 && doc &&
 	    djob_json_parse(resp ? resp : "", resp ? strlen(resp) : 0, "The API's reply", doc, NULL,
@@ -714,6 +715,43 @@ static int api_finish(void *opaque, const djob_job_t *job, djob_job_status_t out
 	return patch_json(opaque, job->id, o, NULL, err);
 }
 
+/* With progress: PATCH it (a fenced extension that records it). Without:
+ * GET the job and check it is still ours. */
+static int api_sync(void *opaque, const djob_job_t *job, long lease_ms, const char *progress_json,
+                    djob_error_t *err)
+{
+	if (progress_json) {
+		cJSON *o = base_body(job, "processing", true);
+		cJSON_AddNumberToObject(o, "leaseMs", (double)lease_ms);
+		cJSON_AddRawToObject(o, "progress", progress_json);
+		return patch_json(opaque, job->id, o, NULL, err);
+	}
+	char *resp = NULL;
+	int rc = request(opaque, "GET", job->id, "", &resp, err);
+	if (rc != 0)
+		return rc == DJOB_ENOTFOUND ? DJOB_ECONFLICT : rc;
+	cJSON *doc = NULL;
+	if (djob_json_parse(resp ? resp : "", resp ? strlen(resp) : 0, "The API's reply", &doc,
+	                    NULL, NULL) != 0)
+		rc = djob_set_error(err, DJOB_EHTTP, 1, "The API answered with invalid JSON");
+	free(resp);
+	if (rc != 0)
+		return rc;
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(doc, "status");
+	const cJSON *w = cJSON_GetObjectItemCaseSensitive(doc, "workerId");
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(doc, "attempts");
+	if (cJSON_IsString(st) && strcmp(st->valuestring, "cancelled") == 0)
+		rc = djob_set_error(err, DJOB_ECONFLICT, 0, "The job was cancelled");
+	else if (!cJSON_IsString(st) || strcmp(st->valuestring, "processing") != 0 ||
+	         !cJSON_IsString(w) || !job->worker_id ||
+	         strcmp(w->valuestring, job->worker_id) != 0 || !cJSON_IsNumber(a) ||
+	         a->valueint != job->attempts)
+		rc = djob_set_error(err, DJOB_ECONFLICT, 0,
+		                    "The job's lease is held by another worker or attempt");
+	cJSON_Delete(doc);
+	return rc;
+}
+
 static void api_destroy(void *opaque)
 {
 	api_sink_t *s = opaque;
@@ -770,8 +808,8 @@ int djob_sink_api_new(djob_sink_t **out, const djob_config_t *conf, djob_error_t
 		djob_logf(s->conf, DJOB_LOG_WARNING, "sink",
 		          "api.url %s is not https://: the token crosses the network in clear text",
 		          s->hosthdr);
-	static const djob_sink_ops_t ops = {DJOB_SINK_OPS_VERSION, api_claim, api_extend,
-	                                    api_finish, api_destroy};
+	static const djob_sink_ops_t ops = {
+		DJOB_SINK_OPS_VERSION, api_claim, api_extend, api_finish, api_destroy, api_sync};
 	if (rc == 0)
 		rc = djob_sink_new(out, &ops, s, err);
 	if (rc != 0)

@@ -82,6 +82,18 @@ int djob_store_claim(djob_store_t *store, const char *id, const char *worker_id,
 int djob_store_extend(djob_store_t *store, const char *id, const char *worker_id, int attempts,
                       int max_attempts, long lease_ms, djob_store_seq_t *seq, djob_error_t *err);
 
+/* Is the job still processing under (worker_id, attempts)? 0 when it is,
+ * DJOB_ECONFLICT when not (cancelled, finished, taken over); one read. */
+int djob_store_held(djob_store_t *store, const char *id, const char *worker_id, int attempts,
+                    djob_error_t *err);
+
+/* Write a handler's progress (JSON {"value":n,"message":"…"}) as the job's
+ * progress {value, message, updatedAt} and extend the lease, fenced on
+ * (worker_id, attempts): one conditional write. */
+int djob_store_progress(djob_store_t *store, const char *id, const char *worker_id, int attempts,
+                        int max_attempts, long lease_ms, const char *progress_json,
+                        djob_store_seq_t *seq, djob_error_t *err);
+
 /* Record a handler's outcome, fenced on (worker_id, attempts). RETRY with
  * attempts left schedules the job (runAt = now + backoff); otherwise it is
  * failed. */

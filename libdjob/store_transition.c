@@ -468,6 +468,7 @@ typedef struct {
 	int attempts;
 	long lease_ms;
 	int64_t now;
+	const bson_t *progress; /* {value, message} to record, or NULL */
 } extend_t;
 
 static int plan_extend(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *err)
@@ -478,6 +479,17 @@ static int plan_extend(const bson_t *doc, void *ctx, change_t *ch, djob_error_t 
 		return conflict_lease(err);
 	BSON_APPEND_DATE_TIME(&ch->set, "leaseUntil", x->now + x->lease_ms);
 	BSON_APPEND_DATE_TIME(&ch->set, "updatedAt", x->now);
+	if (x->progress) {
+		bson_t p;
+		bson_iter_t it;
+		BSON_APPEND_DOCUMENT_BEGIN(&ch->set, "progress", &p);
+		if (bson_iter_init_find(&it, x->progress, "value"))
+			BSON_APPEND_DOUBLE(&p, "value", bson_iter_as_double(&it));
+		if (bson_iter_init_find(&it, x->progress, "message") && BSON_ITER_HOLDS_UTF8(&it))
+			BSON_APPEND_UTF8(&p, "message", bson_iter_utf8(&it, NULL));
+		BSON_APPEND_DATE_TIME(&p, "updatedAt", x->now);
+		bson_append_document_end(&ch->set, &p);
+	}
 	return 0;
 }
 
@@ -509,8 +521,40 @@ static int worker_write(djob_store_t *s, const char *id, const char *worker_id, 
 int djob_store_extend(djob_store_t *s, const char *id, const char *worker_id, int attempts,
                       int max_attempts, long lease_ms, djob_store_seq_t *seq, djob_error_t *err)
 {
-	extend_t x = {worker_id, attempts, lease_ms, djob_now_ms()};
+	extend_t x = {worker_id, attempts, lease_ms, djob_now_ms(), NULL};
 	return worker_write(s, id, worker_id, attempts, max_attempts, plan_extend, &x, seq, err);
+}
+
+int djob_store_progress(djob_store_t *s, const char *id, const char *worker_id, int attempts,
+                        int max_attempts, long lease_ms, const char *progress_json,
+                        djob_store_seq_t *seq, djob_error_t *err)
+{
+	bson_t *progress = NULL;
+	int rc = djob_json_parse(progress_json, strlen(progress_json), "Progress", NULL, &progress,
+	                         err);
+	if (rc != 0)
+		return rc;
+	extend_t x = {worker_id, attempts, lease_ms, djob_now_ms(), progress};
+	rc = worker_write(s, id, worker_id, attempts, max_attempts, plan_extend, &x, seq, err);
+	bson_destroy(progress);
+	return rc;
+}
+
+int djob_store_held(djob_store_t *s, const char *id, const char *worker_id, int attempts,
+                    djob_error_t *err)
+{
+	bson_t *doc;
+	int rc = djob_store_find_one(s, id, &doc, err);
+	if (rc != 0)
+		return rc == DJOB_ENOTFOUND ? DJOB_ECONFLICT : rc;
+	if (djob_doc_state(doc) == DJOB_STATE_CANCELLED)
+		rc = djob_set_error(err, DJOB_ECONFLICT, 0, "The job was cancelled");
+	else if (djob_doc_state(doc) != DJOB_STATE_PROCESSING ||
+	         strcmp(djob_doc_str(doc, "workerId"), worker_id) != 0 ||
+	         djob_doc_int(doc, "attempts", -1) != attempts)
+		rc = conflict_lease(err);
+	bson_destroy(doc);
+	return rc;
 }
 
 int64_t djob_retry_backoff_ms(int attempts)
@@ -642,8 +686,9 @@ typedef struct {
 	int attempts; /* 0 when not fenced */
 	long lease_ms;
 	int64_t now;
-	bool retry;          /* a fenced failure that should be retried */
-	const bson_t *empty; /* {} for a completion without a result */
+	bool retry;             /* a fenced failure that should be retried */
+	const bson_t *empty;    /* {} for a completion without a result */
+	const bson_t *progress; /* with a fenced processing: to record, or NULL */
 } patch_t;
 
 static int plan_patch(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *err)
@@ -652,7 +697,7 @@ static int plan_patch(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *
 	bool fenced = p->worker && p->attempts > 0;
 	if (p->to == DJOB_STATE_PROCESSING && fenced) {
 		/* The holder of the lease extends it. */
-		extend_t x = {p->worker, p->attempts, p->lease_ms, p->now};
+		extend_t x = {p->worker, p->attempts, p->lease_ms, p->now, p->progress};
 		return plan_extend(doc, &x, ch, err);
 	}
 	if (p->to == DJOB_STATE_PROCESSING) {
@@ -703,7 +748,8 @@ int djob_store_patch(djob_store_t *s, const char *id, const djob_patch_t *body, 
 	             body->lease_ms ? body->lease_ms : djob_config_get_int(s->conf, "lease.ms"),
 	             djob_now_ms(),
 	             body->retry,
-	             &empty};
+	             &empty,
+	             body->progress};
 	int rc = doc_result(s, id, NULL, plan_patch, &p, json_out, err);
 	bson_destroy(&empty);
 	return rc;

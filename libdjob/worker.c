@@ -37,9 +37,15 @@ typedef struct task_s {
 	char *topic;
 	int32_t partition;
 	int64_t offset;
-	size_t bytes; /* the message's, counted in queued_bytes while queued */
-	bool abandoned; /* stopped before its final write: never committed */
+	size_t bytes;        /* the message's, counted in queued_bytes while queued */
+	bool abandoned;      /* stopped before its final write: never committed */
+	int64_t extended_at; /* monotonic ms of the last lease extension */
+	int64_t progress_at; /* monotonic ms of the last progress write */
 } task_t;
+
+/* How often the lease keeper looks at each running job (cancel check). */
+#define SYNC_INTERVAL_MS 500
+#define PROGRESS_INTERVAL_MS 1000
 
 typedef struct {
 	char *type;
@@ -68,9 +74,9 @@ struct djob_worker_s {
 	djob_offsets_t *offsets;
 	bool dirty;
 	bool paused;
-	size_t resume_at;       /* paused until active drops to this (may_resume) */
-	rd_kafka_queue_t *cq;   /* the queue run's poll waits on (NULL: none) */
-	int assigned; /* partitions held now */
+	size_t resume_at;     /* paused until active drops to this (may_resume) */
+	rd_kafka_queue_t *cq; /* the queue run's poll waits on (NULL: none) */
+	int assigned;         /* partitions held now */
 	bool pool_quit;
 	pthread_t *pool;
 
@@ -187,7 +193,8 @@ int djob_worker_register(djob_worker_t *w, const char *type, djob_handler_fn fn,
                          djob_error_t *err)
 {
 	if (!w || !fn || !type || !djob_type_is_valid(type))
-		return djob_set_error(err, DJOB_EINVAL, 0, "A handler needs a valid type and a function");
+		return djob_set_error(err, DJOB_EINVAL, 0,
+		                      "A handler needs a valid type and a function");
 	if (atomic_load(&w->running_flag))
 		return djob_set_error(err, DJOB_ESTATE, 0, "Handlers cannot change while running");
 	handler_t *h = find_handler(w, type);
@@ -276,6 +283,44 @@ static void running_remove(djob_worker_t *w, task_t *t)
 	pthread_mutex_unlock(&w->lease_mu);
 }
 
+/* One job's round: extend the lease when a third of it has passed, else
+ * write changed progress (at most once a second), else check the job is
+ * still ours (a cancel). Caller holds lease_mu. */
+static void keep_job(djob_worker_t *w, task_t *t, int64_t now)
+{
+	djob_job_t *job = t->job;
+	djob_error_t e;
+	int rc;
+	char *progress = NULL;
+	bool sync = w->sink->ops.sync != NULL;
+	if (sync && !atomic_load(&job->finishing) && now - t->progress_at >= PROGRESS_INTERVAL_MS)
+		progress = djob_job_take_progress(job);
+	if (progress || (sync && now - t->extended_at < w->lease_ms / 3)) {
+		rc = w->sink->ops.sync(w->sink->opaque, job, w->lease_ms, progress, &e);
+		if (progress && rc == 0) {
+			t->progress_at = now;
+			t->extended_at = now;
+		}
+		free(progress);
+	} else if (now - t->extended_at >= w->lease_ms / 3) {
+		rc = w->sink->ops.extend(w->sink->opaque, job, w->lease_ms, &e);
+		if (rc == 0)
+			t->extended_at = now;
+	} else {
+		return;
+	}
+	if (rc == DJOB_ECONFLICT && atomic_load(&job->finishing)) {
+		/* The outcome was written meanwhile: nothing to hold. */
+	} else if (rc == DJOB_ECONFLICT) {
+		if (!atomic_exchange(&job->lease_lost, 1))
+			djob_logf(w->conf, DJOB_LOG_WARNING, "worker", "Job %s: %s: stopping it",
+			          job->id, e.message);
+	} else if (rc != 0) {
+		djob_logf(w->conf, DJOB_LOG_WARNING, "worker", "Job %s: lease not kept: %s",
+		          job->id, e.message);
+	}
+}
+
 static void *lease_loop(void *arg)
 {
 	djob_worker_t *w = arg;
@@ -283,7 +328,7 @@ static void *lease_loop(void *arg)
 	while (!w->lease_quit) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		long wait = w->lease_ms / 3;
+		long wait = w->sink->ops.sync ? SYNC_INTERVAL_MS : w->lease_ms / 3;
 		ts.tv_sec += wait / 1000;
 		ts.tv_nsec += (wait % 1000) * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {
@@ -294,28 +339,15 @@ static void *lease_loop(void *arg)
 		if (w->lease_quit)
 			break;
 		/* Removal waits for this round, so tasks stay valid here. */
-		for (size_t i = 0; i < w->nrunning; i++) {
-			djob_job_t *job = w->running[i]->job;
-			djob_error_t e;
-			int rc = w->sink->ops.extend(w->sink->opaque, job, w->lease_ms, &e);
-			if (rc == DJOB_ECONFLICT && atomic_load(&job->finishing)) {
-				/* The outcome was written meanwhile: nothing to hold. */
-			} else if (rc == DJOB_ECONFLICT) {
-				atomic_store(&job->lease_lost, 1);
-				djob_logf(w->conf, DJOB_LOG_WARNING, "worker", "Job %s: lease lost",
-				          job->id);
-			} else if (rc != 0) {
-				djob_logf(w->conf, DJOB_LOG_WARNING, "worker",
-				          "Job %s: lease not extended: %s", job->id, e.message);
-			}
-		}
+		int64_t now = djob_mono_ms();
+		for (size_t i = 0; i < w->nrunning; i++)
+			keep_job(w, w->running[i], now);
 	}
 	pthread_mutex_unlock(&w->lease_mu);
 	return NULL;
 }
 
 /* ---- running one job ---- */
-
 
 static void report(djob_worker_t *w, const djob_job_t *job, const char *outcome, double secs)
 {
@@ -364,6 +396,8 @@ static bool process(djob_worker_t *w, task_t *t)
 	atomic_fetch_add(&w->processed, 1);
 	handler_t *h = find_handler(w, job->type);
 	djob_job_status_t outcome;
+	t->extended_at = djob_mono_ms();
+	t->progress_at = 0;
 	running_add(w, t);
 	int64_t started = djob_mono_ms();
 	if (h) {
@@ -378,7 +412,8 @@ static bool process(djob_worker_t *w, task_t *t)
 	 * not let the job run again. */
 	atomic_store(&job->finishing, 1);
 	if (djob_fault("slow_finish")) /* as a busy store would */
-		sleep_ms(getenv("DJOB_FAULT_DELAY_MS") ? atol(getenv("DJOB_FAULT_DELAY_MS")) : 5000);
+		sleep_ms(getenv("DJOB_FAULT_DELAY_MS") ? atol(getenv("DJOB_FAULT_DELAY_MS"))
+		                                       : 5000);
 	if (outcome != DJOB_JOB_DONE && outcome != DJOB_JOB_RETRY && outcome != DJOB_JOB_FAIL) {
 		djob_job_set_error(job, "Handler returned an unknown status");
 		outcome = DJOB_JOB_FAIL;
@@ -393,6 +428,13 @@ static bool process(djob_worker_t *w, task_t *t)
 	}
 	if (outcome != DJOB_JOB_DONE && !job->error)
 		djob_job_set_error(job, "Handler failed without a message");
+	/* The last progress, before the outcome (lost only if this write
+	 * fails; the outcome's fence decides what counts). */
+	char *progress = w->sink->ops.sync ? djob_job_take_progress(job) : NULL;
+	if (progress && w->sink->ops.sync(w->sink->opaque, job, w->lease_ms, progress, &e) != 0)
+		djob_logf(w->conf, DJOB_LOG_INFO, "worker", "Job %s: last progress not written: %s",
+		          job->id, e.message);
+	free(progress);
 	int64_t give_up = 0;
 	backoff = 100;
 	for (;;) {
@@ -488,8 +530,7 @@ static void *pool_loop(void *arg)
 
 /* ---- offsets ---- */
 
-static void add_committable(const char *topic, int32_t partition, int64_t committable,
-                            void *opaque)
+static void add_committable(const char *topic, int32_t partition, int64_t committable, void *opaque)
 {
 	if (committable >= 0)
 		rd_kafka_topic_partition_list_add(opaque, topic, partition)->offset = committable;
@@ -660,9 +701,10 @@ static int make_consumer(djob_worker_t *w, djob_error_t *err)
 	/* The group's members name their workers (GET /workers): the worker
 	 * id is the client.id, whatever kafka.client.id says. */
 	char errstr[512];
-	if (rc == 0 && rd_kafka_conf_set(kc, "client.id", w->id, errstr, sizeof errstr) !=
-	                       RD_KAFKA_CONF_OK)
-		rc = djob_set_error(err, DJOB_EINVAL, 0, "Worker id as Kafka client.id: %s", errstr);
+	if (rc == 0 &&
+	    rd_kafka_conf_set(kc, "client.id", w->id, errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
+		rc = djob_set_error(err, DJOB_EINVAL, 0, "Worker id as Kafka client.id: %s",
+		                    errstr);
 	if (rc != 0) {
 		rd_kafka_conf_destroy(kc);
 		return rc;
@@ -686,12 +728,12 @@ static int make_consumer(djob_worker_t *w, djob_error_t *err)
 		rd_kafka_topic_partition_list_add(sub, buf, RD_KAFKA_PARTITION_UA);
 	}
 	djob_error_t e;
-	if (topics &&
-	    djob_kafka_ensure_topics(w->rk, w->conf, topics, w->nhandlers, &e) != 0)
+	if (topics && djob_kafka_ensure_topics(w->rk, w->conf, topics, w->nhandlers, &e) != 0)
 		djob_logf(w->conf, DJOB_LOG_WARNING, "worker", "%s", e.message);
 	rd_kafka_resp_err_t ke = rd_kafka_subscribe(w->rk, sub);
 	if (ke)
-		rc = djob_set_error(err, DJOB_EKAFKA, 1, "Cannot subscribe: %s", rd_kafka_err2str(ke));
+		rc = djob_set_error(err, DJOB_EKAFKA, 1, "Cannot subscribe: %s",
+		                    rd_kafka_err2str(ke));
 	rd_kafka_topic_partition_list_destroy(sub);
 	for (size_t i = 0; topics && i < w->nhandlers; i++)
 		free(topics[i]);

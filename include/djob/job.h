@@ -84,8 +84,24 @@ DJOB_EXTERN int djob_job_set_result(djob_job_t *job, const char *json, size_t le
 /* Set the error message. Ownership: copied. */
 DJOB_EXTERN int djob_job_set_error(djob_job_t *job, const char *message);
 
-/* Non-zero when the handler should give up early: the worker is stopping or
- * the job's lease was lost. Long handlers should poll it. */
+/* Longest progress message, in bytes. */
+#define DJOB_PROGRESS_MESSAGE_MAX 200
+
+/* Report progress: a number (any finite value; a fraction or a percentage,
+ * as the handler's users expect) and an optional short message (UTF-8, at
+ * most DJOB_PROGRESS_MESSAGE_MAX bytes, NULL for none). Cheap: the worker
+ * writes the last value at most once a second and once more before the
+ * outcome, so a handler may call it in a tight loop. GET /jobs/:id shows it
+ * as "progress":{"value":…,"message":…,"updatedAt":…}. Returns 0 or
+ * DJOB_EINVAL (not finite, message too long or not UTF-8).
+ * Ownership: message is copied. */
+DJOB_EXTERN int djob_job_set_progress(djob_job_t *job, double value, const char *message);
+
+/* Non-zero when the handler should give up early: the worker is stopping,
+ * the job was cancelled (DELETE /jobs/:id) or its lease was lost. The worker
+ * checks the job at least every 500 ms while it runs, so a cancel shows here
+ * within a second; the handler's outcome is then not recorded and the job
+ * stays cancelled. Long handlers should poll it. */
 DJOB_EXTERN int djob_job_should_stop(const djob_job_t *job);
 
 /* The built-in compute handler: result {"message":"Success","value":"<hex>"}

@@ -16,7 +16,7 @@
 
 DJOB_BEGIN_DECLS
 
-#define DJOB_SINK_OPS_VERSION 1
+#define DJOB_SINK_OPS_VERSION 2 /* 1: without sync */
 
 /* Where a worker records the status of the jobs it runs. Every function is
  * called from the worker's pool threads, concurrently. */
@@ -42,6 +42,15 @@ typedef struct {
 	              djob_error_t *err);
 	/* Free opaque. May be NULL. */
 	void (*destroy)(void *opaque);
+	/* Version 2 (may be NULL: then cancels reach a handler only through
+	 * extend). Called every 500 ms for each running job. With progress_json
+	 * ({"value":n,"message":"…"}) write it as the job's progress, fenced on
+	 * (worker id, attempts), and extend the lease by lease_ms; with NULL
+	 * only check that the job is still this worker's. DJOB_ECONFLICT when
+	 * it is not (cancelled, or the lease lost): the handler is told to
+	 * stop. */
+	int (*sync)(void *opaque, const djob_job_t *job, long lease_ms, const char *progress_json,
+	            djob_error_t *err);
 } djob_sink_ops_t;
 
 /* A sink from user functions. Ownership: ops is copied; opaque is owned by

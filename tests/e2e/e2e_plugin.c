@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <time.h>
 
 #define E2E_EXPORT __attribute__((visibility("default")))
@@ -41,6 +42,30 @@ static djob_job_status_t e2e_compute(djob_job_t *job, void *user_data)
 		const char *r = result_json->valuestring;
 		djob_job_set_result(job, r, strlen(r), NULL);
 		cJSON_Delete(p);
+		return DJOB_JOB_DONE;
+	}
+	const cJSON *stop_file = cJSON_GetObjectItemCaseSensitive(p, "stopFile");
+	if (cJSON_IsString(stop_file)) {
+		/* Report progress every 20 ms until told to stop (30 s at most),
+		 * then write the wall-clock ms of that moment to stopFile. */
+		long step = 0;
+		for (; step < 1500 && !djob_job_should_stop(job); step++) {
+			char msg[32];
+			snprintf(msg, sizeof msg, "step %ld", step);
+			djob_job_set_progress(job, (double)step, msg);
+			struct timespec ts = {0, 20 * 1000000L};
+			nanosleep(&ts, NULL);
+		}
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		FILE *f = fopen(stop_file->valuestring, "w");
+		if (f) {
+			fprintf(f, "%lld %ld\n",
+			        (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, step);
+			fclose(f);
+		}
+		cJSON_Delete(p);
+		djob_job_set_result(job, "{\"notWritten\":true}", 19, NULL);
 		return DJOB_JOB_DONE;
 	}
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "resultBadUtf8"))) {

@@ -1241,5 +1241,60 @@ def main(fn):
     return 0
 
 
+def progress_and_cancel(sink):
+    """A running handler's progress shows in GET; DELETE reaches it
+    (should_stop within 1 s) and the job ends cancelled without a result."""
+    import tempfile
+    stop_file = os.path.join(tempfile.mkdtemp(prefix="djob-e2e-"), "stopped")
+    st = Stack()
+    failed = True
+    try:
+        api = st.api(tokens=TOKENS)
+        st.worker(sink=sink, api_port=api, token=WORKER, tokens=TOKENS)
+        jid = submit(api, {"input": "p", "stopFile": stop_file}, token=SUBMIT)
+        wait_status(api, jid, "processing", token=SUBMIT)
+        seen = set()
+        deadline = time.time() + 15
+        while time.time() < deadline and len(seen) < 3:
+            doc = request(api, "GET", f"/jobs/{jid}", token=SUBMIT).json()
+            prog = doc.get("progress")
+            if prog:
+                check(prog["message"] == f"step {int(prog['value'])}", f"progress {prog}")
+                check(prog["updatedAt"].endswith("Z"), f"progress {prog}")
+                seen.add(prog["value"])
+            time.sleep(0.3)
+        check(len(seen) >= 3, f"progress values seen in GET: {sorted(seen)}")
+        cancelled_ms = time.time() * 1000
+        r = request(api, "DELETE", f"/jobs/{jid}", token=ADMIN)
+        check(r.status == 200, f"DELETE: {r}")
+        deadline = time.time() + 5
+        while time.time() < deadline and not os.path.exists(stop_file):
+            time.sleep(0.02)
+        check(os.path.exists(stop_file), "the handler never saw should_stop")
+        time.sleep(0.05)
+        with open(stop_file) as f:
+            stop_ms, steps = (int(x) for x in f.read().split())
+        delay = (stop_ms - cancelled_ms) / 1000
+        check(delay <= 1.0, f"should_stop turned true {delay:.3f} s after DELETE")
+        time.sleep(1.0)  # the handler's outcome has been sent by now
+        doc = request(api, "GET", f"/jobs/{jid}", token=SUBMIT).json()
+        check(doc["status"] == "cancelled", f"final {doc}")
+        check("result" not in doc, f"result written: {doc}")
+        # Coalesced: the handler set progress `steps` times (every 20 ms);
+        # GET saw only a few distinct values, one write per second at most.
+        print(f"{sink} sink: {steps} set_progress calls, {len(seen)} progress values seen, "
+              f"should_stop {delay * 1000:.0f} ms after DELETE, final {doc['status']}")
+        failed = False
+    finally:
+        st.stop(failed)
+        import shutil
+        shutil.rmtree(os.path.dirname(stop_file), ignore_errors=True)
+
+
+def test_progress_shows_in_get_and_cancel_reaches_the_running_handler():
+    progress_and_cancel("store")
+    progress_and_cancel("api")
+
+
 if __name__ == "__main__":
     sys.exit(main(globals().get("test_" + CASE)))

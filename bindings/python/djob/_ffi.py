@@ -11,7 +11,7 @@ Conventions:
 """
 
 import ctypes
-from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_int, c_long,
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_double, c_int, c_long,
                     c_size_t, c_void_p)
 
 from . import _lib
@@ -106,6 +106,7 @@ _declare("djob_job_worker_id", c_char_p, c_void_p)
 _declare("djob_job_set_result", c_int, c_void_p, c_char_p, c_size_t, _err)
 _declare("djob_job_set_error", c_int, c_void_p, c_char_p)
 _declare("djob_job_should_stop", c_int, c_void_p)
+_declare("djob_job_set_progress", c_int, c_void_p, c_double, c_char_p)
 _declare("djob_id_is_valid", c_int, c_char_p)
 _declare("djob_type_is_valid", c_int, c_char_p)
 _declare("djob_sha256_hex", None, c_void_p, c_size_t, c_char * 65)

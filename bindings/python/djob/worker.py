@@ -49,6 +49,18 @@ class Job:
         ptr = self._ptr
         return True if ptr is None else bool(_ffi.djob_job_should_stop(ptr))
 
+    def set_progress(self, value, message=None):
+        """Report progress: a number and an optional short message (at most
+        200 bytes of UTF-8). Cheap: the worker writes the last value at most
+        once a second and before the outcome; GET shows it as
+        job["progress"] = {"value", "message", "updatedAt"}."""
+        ptr = self._ptr
+        if ptr is None:
+            raise StateError("The job's handler has returned")
+        data = None if message is None else str(message).encode("utf-8")
+        if _ffi.djob_job_set_progress(ptr, float(value), data) != 0:
+            raise InvalidError("progress needs a finite number and a message of at most 200 bytes")
+
     def __repr__(self):
         return f"Job(id={self.id!r}, type={self.type!r}, attempts={self.attempts})"
 

@@ -314,7 +314,8 @@ static void quarantine(const char *mode)
 	STACK_CHECK(djob_store_retry(s, id, &json, &e) == 0, "retry: %s", e.message);
 	free(json);
 	doc = get_doc(s, id);
-	STACK_CHECK(djob_doc_state(doc) == DJOB_STATE_QUEUED && djob_doc_int(doc, "attempts", -1) == 0,
+	STACK_CHECK(djob_doc_state(doc) == DJOB_STATE_QUEUED &&
+	                    djob_doc_int(doc, "attempts", -1) == 0,
 	            "after the retry the job is %s with %d attempts", djob_doc_str(doc, "status"),
 	            (int)djob_doc_int(doc, "attempts", -1));
 	bson_destroy(doc);
@@ -486,7 +487,7 @@ int main(int argc, char **argv)
 		{"racing_writers_never_both_win", test_racing_writers_never_both_win},
 		{"dead_writers_lock_is_taken_over", test_dead_writers_lock_is_taken_over},
 		{"quarantined_job_is_refused_listed_and_retried",
-		 test_quarantined_job_is_refused_listed_and_retried},
+	         test_quarantined_job_is_refused_listed_and_retried},
 	};
 	const char *want = argc > 1 ? argv[1] : "";
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -647,7 +647,10 @@ int djob_client_wait(char **json_out, djob_client_t *c, const char *id, int time
 			return rc;
 		cJSON *j = cJSON_Parse(doc);
 		const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "status");
-		bool done = cJSON_IsString(st) && djob_state_is_terminal(djob_state_parse(st->valuestring));
+		djob_state_t state =
+			cJSON_IsString(st) ? djob_state_parse(st->valuestring) : DJOB_STATE_INVALID;
+		/* A quarantined job changes only when an admin retries it. */
+		bool done = djob_state_is_terminal(state) || state == DJOB_STATE_QUARANTINED;
 		cJSON_Delete(j);
 		if (done) {
 			if (json_out)

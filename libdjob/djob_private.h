@@ -110,6 +110,7 @@ typedef enum {
 	DJOB_MOVE_DUE,
 	DJOB_MOVE_EXPIRE,
 	DJOB_MOVE_RETRY,
+	DJOB_MOVE_QUARANTINE,
 } djob_move_t;
 
 /* The states a move leaves from, one bit (1u << state) each. */

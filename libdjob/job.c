@@ -12,8 +12,8 @@
 
 #define DJOB_TYPE_MAX 64
 
-static const char *const state_names[] = {"queued",    "scheduled", "processing",
-                                          "completed", "failed",    "cancelled"};
+static const char *const state_names[] = {"queued", "scheduled", "processing", "completed",
+                                          "failed", "cancelled", "quarantined"};
 
 #define N_STATES ((int)(sizeof(state_names) / sizeof(state_names[0])))
 
@@ -32,10 +32,12 @@ static const struct {
 	[DJOB_MOVE_COMPLETE] = {S(PROCESSING), DJOB_STATE_COMPLETED},
 	[DJOB_MOVE_RESCHEDULE] = {S(PROCESSING), DJOB_STATE_SCHEDULED}, /* retry later */
 	[DJOB_MOVE_FAIL] = {S(PROCESSING), DJOB_STATE_FAILED},
-	[DJOB_MOVE_CANCEL] = {S(QUEUED) | S(SCHEDULED) | S(PROCESSING), DJOB_STATE_CANCELLED},
+	[DJOB_MOVE_CANCEL] = {S(QUEUED) | S(SCHEDULED) | S(PROCESSING) | S(QUARANTINED),
+	                      DJOB_STATE_CANCELLED},
 	[DJOB_MOVE_DUE] = {S(SCHEDULED), DJOB_STATE_QUEUED},
 	[DJOB_MOVE_EXPIRE] = {S(PROCESSING), DJOB_STATE_QUEUED}, /* expired lease */
-	[DJOB_MOVE_RETRY] = {S(FAILED) | S(CANCELLED), DJOB_STATE_QUEUED},
+	[DJOB_MOVE_RETRY] = {S(FAILED) | S(CANCELLED) | S(QUARANTINED), DJOB_STATE_QUEUED},
+	[DJOB_MOVE_QUARANTINE] = {S(PROCESSING), DJOB_STATE_QUARANTINED}, /* its worker died */
 };
 
 #undef S

@@ -87,12 +87,13 @@ DJOB_EXTERN int djob_client_list(char **json_out, djob_client_t *client, const c
 DJOB_EXTERN int djob_client_cancel(char **json_out, djob_client_t *client, const char *id,
                                    djob_error_t *err);
 
-/* Requeue a failed or cancelled job and publish it again.
+/* Requeue a failed, cancelled or quarantined job and publish it again.
  * Ownership: *json_out (may be NULL) is allocated, free with djob_free. */
 DJOB_EXTERN int djob_client_retry(char **json_out, djob_client_t *client, const char *id,
                                   djob_error_t *err);
 
-/* Wait until the job is terminal or timeout_ms passes (DJOB_ETIMEOUT).
+/* Wait until the job is terminal or quarantined, or timeout_ms passes
+ * (DJOB_ETIMEOUT).
  * Ownership: *json_out (may be NULL) gets the final document, free with
  * djob_free. */
 DJOB_EXTERN int djob_client_wait(char **json_out, djob_client_t *client, const char *id,

@@ -27,7 +27,10 @@ typedef enum {
 	DJOB_STATE_PROCESSING,
 	DJOB_STATE_COMPLETED,
 	DJOB_STATE_FAILED,
-	DJOB_STATE_CANCELLED
+	DJOB_STATE_CANCELLED,
+	/* Its attempts kept ending with its worker's death: never offered to a
+	 * worker again until an admin retries (or cancels) it. */
+	DJOB_STATE_QUARANTINED
 } djob_state_t;
 
 /* "queued", "processing", ...; NULL for an invalid state. Ownership: static. */
@@ -36,7 +39,8 @@ DJOB_EXTERN const char *djob_state_name(djob_state_t state);
 /* The state named by `name`, or DJOB_STATE_INVALID. */
 DJOB_EXTERN djob_state_t djob_state_parse(const char *name);
 
-/* Non-zero for completed, failed and cancelled. */
+/* Non-zero for completed, failed and cancelled (not for quarantined, which
+ * an admin retries or cancels). */
 DJOB_EXTERN int djob_state_is_terminal(djob_state_t state);
 
 /* Non-zero when `from` -> `to` is a transition of the state machine. */

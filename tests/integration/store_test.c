@@ -21,6 +21,10 @@
  *       to claim each of 40 jobs (one wins), then a finish races a cancel
  *       (one wins, and the job shows the winner's outcome). MODE (default
  *       auto) forces store.mode: atomic on FerretDB shows the case failing.
+ *   quarantined_job_is_refused_listed_and_retried: a claimed job moved to
+ *       quarantined (fenced on the holder's attempt) is refused by the next
+ *       claim, listed by status, and queued again by a retry, in the mode
+ *       the server gets and in lock mode
  */
 #include "stack.h"
 #include "store_private.h"
@@ -262,6 +266,75 @@ static void test_stale_writer_is_refused(void)
 	stale_writer("locks");
 }
 
+/* The move into quarantine, fenced as the scheduler's requeues are: the
+ * holder's worker id and attempt. */
+static int plan_quarantine(const bson_t *doc, void *ctx, change_t *ch, djob_error_t *err)
+{
+	int attempts = *(int *)ctx;
+	int rc = djob_expect_move(doc, DJOB_MOVE_QUARANTINE, ch, err);
+	if (rc == 0)
+		rc = djob_expect_lease(doc, "w1", attempts, ch, err);
+	if (rc == 0)
+		BSON_APPEND_DATE_TIME(&ch->set, "updatedAt", djob_now_ms());
+	return rc;
+}
+
+static void quarantine(const char *mode)
+{
+	next_collection();
+	djob_store_t *s = open_store(mode);
+	char id[37];
+	djob_store_seq_t k = {0, 0};
+	insert_job(s, id, &k.at_ms);
+	djob_error_t e;
+	int attempts = 0, max = 0;
+	STACK_CHECK(djob_store_claim(s, id, "w1", 30000, &attempts, &max, &k, &e) == 0, "claim: %s",
+	            e.message);
+	int stale = attempts + 1; /* not the holder's attempt: must not match */
+	bson_t *doc = NULL;
+	int rc = djob_store_transition(s, id, NULL, plan_quarantine, &stale, NULL, &doc, &e);
+	STACK_CHECK(rc == DJOB_ECONFLICT, "a quarantine fenced on attempt %d answered %d", stale,
+	            rc);
+	rc = djob_store_transition(s, id, NULL, plan_quarantine, &attempts, NULL, &doc, &e);
+	STACK_CHECK(rc == 0, "quarantine: %s", e.message);
+	STACK_CHECK(djob_doc_state(doc) == DJOB_STATE_QUARANTINED, "job is %s",
+	            djob_doc_str(doc, "status"));
+	bson_destroy(doc);
+	/* A redelivered message: the claim refuses it, as for a terminal job. */
+	djob_store_seq_t k2 = {-1, 0};
+	int a2 = 0, m2 = 0;
+	rc = djob_store_claim(s, id, "w2", 30000, &a2, &m2, &k2, &e);
+	STACK_CHECK(rc == DJOB_ECONFLICT, "a claim of the quarantined job answered %d", rc);
+	char *json = NULL;
+	STACK_CHECK(djob_store_list(s, "quarantined", NULL, 10, NULL, &json, &e) == 0, "list: %s",
+	            e.message);
+	STACK_CHECK(strstr(json, id) != NULL, "status=quarantined does not list the job: %s", json);
+	free(json);
+	json = NULL;
+	STACK_CHECK(djob_store_retry(s, id, &json, &e) == 0, "retry: %s", e.message);
+	free(json);
+	doc = get_doc(s, id);
+	STACK_CHECK(djob_doc_state(doc) == DJOB_STATE_QUEUED &&
+	                    djob_doc_int(doc, "attempts", -1) == 0,
+	            "after the retry the job is %s with %d attempts", djob_doc_str(doc, "status"),
+	            (int)djob_doc_int(doc, "attempts", -1));
+	bson_destroy(doc);
+	k2.seq = -1;
+	STACK_CHECK(djob_store_claim(s, id, "w2", 30000, &a2, &m2, &k2, &e) == 0 && a2 == 1,
+	            "claim after the retry: %s (attempt %d)", e.message, a2);
+	stack_ok("%s mode: quarantined only by the lease holder's attempt, claim refused (1), "
+	         "listed (1), retried and claimed again on attempt %d",
+	         mode_of(s), a2);
+	drop_all(s);
+	djob_store_free(s);
+}
+
+static void test_quarantined_job_is_refused_listed_and_retried(void)
+{
+	quarantine("auto");
+	quarantine("locks");
+}
+
 /* A lock "<id>:<seq+1>" as a writer killed between its lock and its
  * write leaves it, taken `age_ms` ago. */
 static void put_lock(djob_store_t *s, const char *id, int64_t seq, int64_t age_ms)
@@ -413,6 +486,8 @@ int main(int argc, char **argv)
 		{"stale_writer_is_refused", test_stale_writer_is_refused},
 		{"racing_writers_never_both_win", test_racing_writers_never_both_win},
 		{"dead_writers_lock_is_taken_over", test_dead_writers_lock_is_taken_over},
+		{"quarantined_job_is_refused_listed_and_retried",
+	         test_quarantined_job_is_refused_listed_and_retried},
 	};
 	const char *want = argc > 1 ? argv[1] : "";
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -9,6 +9,7 @@ enum {
 	C,
 	F,
 	X,
+	R, /* quarantined */
 	N
 };
 
@@ -16,10 +17,11 @@ enum {
 static const int expected[N][N] = {
 	[Q] = {[P] = 1, [X] = 1},
 	[S] = {[Q] = 1, [X] = 1},
-	[P] = {[Q] = 1, [S] = 1, [P] = 1, [C] = 1, [F] = 1, [X] = 1},
+	[P] = {[Q] = 1, [S] = 1, [P] = 1, [C] = 1, [F] = 1, [X] = 1, [R] = 1},
 	[C] = {0},
 	[F] = {[Q] = 1},
 	[X] = {[Q] = 1},
+	[R] = {[Q] = 1, [X] = 1}, /* an admin's retry or cancel */
 };
 
 static void test_every_transition_matches_the_table(void)
@@ -40,7 +42,7 @@ static void test_invalid_states_never_transition(void)
 {
 	CHECK(!djob_state_can_transition(DJOB_STATE_INVALID, DJOB_STATE_QUEUED));
 	CHECK(!djob_state_can_transition(DJOB_STATE_QUEUED, DJOB_STATE_INVALID));
-	CHECK(!djob_state_can_transition((djob_state_t)6, DJOB_STATE_QUEUED));
+	CHECK(!djob_state_can_transition((djob_state_t)7, DJOB_STATE_QUEUED));
 	CHECK(!djob_state_can_transition(DJOB_STATE_PROCESSING, (djob_state_t)99));
 }
 
@@ -52,19 +54,21 @@ static void test_terminal_states_are_completed_failed_cancelled(void)
 	CHECK(djob_state_is_terminal(DJOB_STATE_COMPLETED));
 	CHECK(djob_state_is_terminal(DJOB_STATE_FAILED));
 	CHECK(djob_state_is_terminal(DJOB_STATE_CANCELLED));
+	/* It waits for an admin, who may retry it. */
+	CHECK(!djob_state_is_terminal(DJOB_STATE_QUARANTINED));
 	CHECK(!djob_state_is_terminal(DJOB_STATE_INVALID));
 }
 
 static void test_state_names_round_trip(void)
 {
-	static const char *names[] = {"queued",    "scheduled", "processing",
-	                              "completed", "failed",    "cancelled"};
+	static const char *names[] = {"queued", "scheduled", "processing", "completed",
+	                              "failed", "cancelled", "quarantined"};
 	for (int i = 0; i < N; i++) {
 		CHECK_STR(djob_state_name((djob_state_t)i), names[i]);
 		CHECK_INT(djob_state_parse(names[i]), i);
 	}
 	CHECK(djob_state_name(DJOB_STATE_INVALID) == NULL);
-	CHECK(djob_state_name((djob_state_t)6) == NULL);
+	CHECK(djob_state_name((djob_state_t)7) == NULL);
 	CHECK_INT(djob_state_parse("Queued"), DJOB_STATE_INVALID);
 	CHECK_INT(djob_state_parse("done"), DJOB_STATE_INVALID);
 	CHECK_INT(djob_state_parse(""), DJOB_STATE_INVALID);

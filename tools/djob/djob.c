@@ -276,10 +276,12 @@ static void print_json(const cJSON *j, bool pretty)
 	free(s);
 }
 
+/* Where `wait` stops: the terminal states, and quarantined, which changes
+ * only when an admin retries it. */
 static bool is_terminal_status(const char *s)
 {
 	return strcmp(s, "completed") == 0 || strcmp(s, "failed") == 0 ||
-	       strcmp(s, "cancelled") == 0;
+	       strcmp(s, "cancelled") == 0 || strcmp(s, "quarantined") == 0;
 }
 
 static void sleep_ms(long ms)

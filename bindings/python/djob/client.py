@@ -189,12 +189,12 @@ class Client:
         return self._call_json(_ffi.djob_client_cancel, _check_id(job_id))
 
     def retry(self, job_id):
-        """Requeue a failed or cancelled job and publish it again; returns
+        """Requeue a failed, cancelled or quarantined job and publish it again; returns
         the job."""
         return self._call_json(_ffi.djob_client_retry, _check_id(job_id))
 
     def wait(self, job_id, timeout=30.0):
-        """Wait until the job is completed, failed or cancelled and return it.
+        """Wait until the job is completed, failed, cancelled or quarantined and return it.
         DjobTimeout when timeout (seconds) passes first."""
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
                 or not 0 <= timeout <= 2147483:

@@ -156,4 +156,17 @@ int djob_store_sweep(djob_store_t *store, int64_t now, int64_t grace_ms, int lim
                      djob_store_publish_fn publish, void *opaque, djob_sweep_stats_t *stats,
                      djob_error_t *err);
 
+/* ---- retention (store_retention.c) ---- */
+
+/* The finished statuses retention knows, in this order: completed,
+ * failed, cancelled. */
+#define DJOB_RETENTION_N 3
+const char *djob_retention_status(int i);
+
+/* Delete jobs of each finished status whose finishedAt is older than
+ * now - ages_ms[i] (0: that status is kept), at most `limit` per status;
+ * removed[i] gets how many went. Unfinished jobs are never touched. */
+int djob_store_retention(djob_store_t *store, int64_t now, const int64_t ages_ms[DJOB_RETENTION_N],
+                         int limit, int removed[DJOB_RETENTION_N], djob_error_t *err);
+
 #endif

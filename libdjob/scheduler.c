@@ -27,6 +27,7 @@ struct djob_scheduler_s {
 	bool quit;
 	djob_sweep_stats_t total;
 	long removed; /* by retention */
+	djob_schedule_stats_t periodic;
 	long sweeps, errors;
 };
 
@@ -92,8 +93,8 @@ static int publish(void *opaque, const char *id, const char *type, const char *d
 	return djob_producer_send(s->producer, &m, 1, err);
 }
 
-static char *stats_json(const djob_sweep_stats_t *st, long removed, const long *sweeps,
-                        const long *errors)
+static char *stats_json(const djob_sweep_stats_t *st, long removed, const djob_schedule_stats_t *ps,
+                        const long *sweeps, const long *errors)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "due", st->due);
@@ -102,6 +103,9 @@ static char *stats_json(const djob_sweep_stats_t *st, long removed, const long *
 	cJSON_AddNumberToObject(o, "unpublished", st->unpublished);
 	cJSON_AddNumberToObject(o, "lostRaces", st->lost_races);
 	cJSON_AddNumberToObject(o, "removed", (double)removed);
+	cJSON_AddNumberToObject(o, "periodicSubmitted", ps->submitted);
+	cJSON_AddNumberToObject(o, "periodicMisfired", ps->misfired);
+	cJSON_AddNumberToObject(o, "periodicLostRaces", ps->lost_races);
 	if (sweeps)
 		cJSON_AddNumberToObject(o, "sweeps", (double)*sweeps);
 	if (errors)
@@ -120,6 +124,9 @@ int djob_scheduler_sweep(char **stats_json_out, djob_scheduler_t *s, djob_error_
 	int rc = djob_store_sweep(s->store, now, s->grace_ms, s->batch, publish, s, &st, err);
 	int removed[DJOB_RETENTION_N] = {0};
 	long n_removed = 0;
+	djob_schedule_stats_t ps = {0};
+	if (rc == 0)
+		rc = djob_store_schedule_sweep(s->store, now, s->batch, publish, s, &ps, err);
 	if (rc == 0)
 		rc = djob_store_retention(s->store, now, s->retention_ms, s->retention_batch,
 		                          removed, err);
@@ -131,6 +138,9 @@ int djob_scheduler_sweep(char **stats_json_out, djob_scheduler_t *s, djob_error_
 		          n_removed, removed[0], removed[1], removed[2]);
 	pthread_mutex_lock(&s->mu);
 	s->removed += n_removed;
+	s->periodic.submitted += ps.submitted;
+	s->periodic.misfired += ps.misfired;
+	s->periodic.lost_races += ps.lost_races;
 	s->sweeps++;
 	if (rc != 0)
 		s->errors++;
@@ -141,7 +151,7 @@ int djob_scheduler_sweep(char **stats_json_out, djob_scheduler_t *s, djob_error_
 	s->total.lost_races += st.lost_races;
 	pthread_mutex_unlock(&s->mu);
 	if (rc == 0 && stats_json_out &&
-	    !(*stats_json_out = stats_json(&st, n_removed, NULL, NULL)))
+	    !(*stats_json_out = stats_json(&st, n_removed, &ps, NULL, NULL)))
 		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
 	return rc;
 }
@@ -200,7 +210,8 @@ int djob_scheduler_stats(char **json_out, djob_scheduler_t *s, djob_error_t *err
 	pthread_mutex_lock(&s->mu);
 	djob_sweep_stats_t t = s->total;
 	long sweeps = s->sweeps, errors = s->errors, removed = s->removed;
+	djob_schedule_stats_t ps = s->periodic;
 	pthread_mutex_unlock(&s->mu);
-	*json_out = stats_json(&t, removed, &sweeps, &errors);
+	*json_out = stats_json(&t, removed, &ps, &sweeps, &errors);
 	return *json_out ? 0 : djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
 }

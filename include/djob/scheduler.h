@@ -37,8 +37,10 @@ DJOB_EXTERN void djob_scheduler_free(djob_scheduler_t *sched);
 
 /* Run one sweep now, in the calling thread. *stats_json_out (may be NULL)
  * gets what it did: {"due":1,"expired":0,"exhausted":0,"unpublished":0,
- * "lostRaces":0,"removed":0}; removed counts the finished jobs retention
- * deleted (retention.*.ms). Ownership: free *stats_json_out with djob_free. */
+ * "lostRaces":0,"removed":0,"periodicSubmitted":0,"periodicMisfired":0,
+ * "periodicLostRaces":0}; removed counts the finished jobs retention
+ * deleted (retention.*.ms), periodic* the due times of periodic jobs
+ * submitted, skipped as misfired and left to another replica. Ownership: free *stats_json_out with djob_free. */
 DJOB_EXTERN int djob_scheduler_sweep(char **stats_json_out, djob_scheduler_t *sched,
                                      djob_error_t *err);
 

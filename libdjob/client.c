@@ -41,12 +41,12 @@ struct djob_client_s {
 	pthread_cond_t group_cv;
 	submit_req_t *pending, *pending_tail;
 	size_t pending_jobs;
-	size_t last_group;   /* jobs in the group written last */
-	int64_t last_end;    /* monotonic ms when it was answered */
-	int64_t last_start;  /* monotonic ms when the newest group was begun */
-	long linger_ms;      /* config submit.linger.ms */
-	int writers;     /* groups being written now */
-	int max_writers; /* config submit.writers */
+	size_t last_group;  /* jobs in the group written last */
+	int64_t last_end;   /* monotonic ms when it was answered */
+	int64_t last_start; /* monotonic ms when the newest group was begun */
+	long linger_ms;     /* config submit.linger.ms */
+	int writers;        /* groups being written now */
+	int max_writers;    /* config submit.writers */
 	unsigned long long submissions, submitted_jobs, groups; /* djob_client_stats */
 
 	/* The last ping (djob_client_health). */
@@ -127,7 +127,8 @@ static void ensure_topics(djob_client_t *c)
 		topics[n++] = djob_strdup(buf);
 	}
 	djob_error_t e;
-	if (djob_kafka_ensure_topics(djob_producer_handle(c->producer), c->conf, topics, n, &e) != 0)
+	if (djob_kafka_ensure_topics(djob_producer_handle(c->producer), c->conf, topics, n, &e) !=
+	    0)
 		djob_logf(c->conf, DJOB_LOG_WARNING, "client", "%s", e.message);
 	for (size_t i = 0; i < n; i++)
 		free(topics[i]);
@@ -150,7 +151,7 @@ static int publish(djob_client_t *c, const djob_new_job_t *jobs, size_t n, bool 
                    djob_error_t *err)
 {
 	djob_kafka_msg_t *msgs = calloc(n, sizeof *msgs);
-	char (*topics)[160] = calloc(n, sizeof *topics);
+	char(*topics)[160] = calloc(n, sizeof *topics);
 	const char **ids = calloc(n, sizeof *ids);
 	size_t m = 0;
 	int rc = 0;
@@ -163,8 +164,8 @@ static int publish(djob_client_t *c, const djob_new_job_t *jobs, size_t n, bool 
 		msgs[m].topic = topics[m];
 		msgs[m].key = jobs[i].id;
 		/* djob_submission_parse rendered it already. */
-		msgs[m].value = jobs[i].message ? strdup(jobs[i].message)
-		                                : djob_new_job_to_json(&jobs[i]);
+		msgs[m].value =
+			jobs[i].message ? strdup(jobs[i].message) : djob_new_job_to_json(&jobs[i]);
 		if (!msgs[m].value) {
 			rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
 			break;
@@ -190,8 +191,8 @@ static int publish(djob_client_t *c, const djob_new_job_t *jobs, size_t n, bool 
 
 /* Insert and publish validated jobs. *created is 0 when a single job with
  * an idempotency key already existed (its id is then in jobs[0].id). */
-static int submit_jobs(djob_client_t *c, djob_new_job_t *jobs, size_t n, int *created,
-                       bool mark, djob_error_t *err)
+static int submit_jobs(djob_client_t *c, djob_new_job_t *jobs, size_t n, int *created, bool mark,
+                       djob_error_t *err)
 {
 	*created = 1;
 	if (n == 1 && jobs[0].idempotency_key) {
@@ -383,8 +384,7 @@ static int submit_grouped(djob_client_t *c, djob_new_job_t *jobs, size_t n, djob
 
 /* Submit validated jobs: grouped with concurrent submissions unless an
  * idempotency key needs its own lookups, or the batch is large already. */
-static int submit(djob_client_t *c, djob_new_job_t *jobs, size_t n, int *created,
-                  djob_error_t *err)
+static int submit(djob_client_t *c, djob_new_job_t *jobs, size_t n, int *created, djob_error_t *err)
 {
 	bool keyed = false;
 	for (size_t i = 0; i < n; i++)
@@ -412,9 +412,8 @@ static int submit_body(djob_client_t *c, const char *body, size_t len, const cha
 	return rc;
 }
 
-int djob_client_submit(char **id_out, djob_client_t *c, const char *type,
-                       const char *payload_json, size_t payload_len,
-                       const djob_submit_opts_t *opts, djob_error_t *err)
+int djob_client_submit(char **id_out, djob_client_t *c, const char *type, const char *payload_json,
+                       size_t payload_len, const djob_submit_opts_t *opts, djob_error_t *err)
 {
 	if (id_out)
 		*id_out = NULL;
@@ -452,9 +451,8 @@ int djob_client_submit(char **id_out, djob_client_t *c, const char *type,
 	return rc;
 }
 
-int djob_client_submit_json(char **response_out, int *created, djob_client_t *c,
-                            const char *body, size_t body_len, const char *idempotency_key,
-                            djob_error_t *err)
+int djob_client_submit_json(char **response_out, int *created, djob_client_t *c, const char *body,
+                            size_t body_len, const char *idempotency_key, djob_error_t *err)
 {
 	*response_out = NULL;
 	if (created)
@@ -496,7 +494,8 @@ int djob_client_stats(char **json_out, djob_client_t *c, djob_error_t *err)
 		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
 	pthread_mutex_lock(&c->group_mu);
 	char buf[160];
-	snprintf(buf, sizeof buf, "{\"submissions\":%llu,\"submittedJobs\":%llu,\"submitWrites\":%llu}",
+	snprintf(buf, sizeof buf,
+	         "{\"submissions\":%llu,\"submittedJobs\":%llu,\"submitWrites\":%llu}",
 	         c->submissions, c->submitted_jobs, c->groups);
 	pthread_mutex_unlock(&c->group_mu);
 	if (!(*json_out = djob_strdup(buf)))
@@ -527,8 +526,8 @@ int djob_client_workers(char **json_out, djob_client_t *c, djob_error_t *err)
 	*json_out = NULL;
 	if (!c)
 		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
-	return djob_kafka_group_json(djob_producer_handle(c->producer), c->conf,
-	                             WORKERS_TIMEOUT_MS, json_out, err);
+	return djob_kafka_group_json(djob_producer_handle(c->producer), c->conf, WORKERS_TIMEOUT_MS,
+	                             json_out, err);
 }
 
 static int check_id(const char *id, djob_error_t *err)
@@ -598,6 +597,45 @@ int djob_client_cancel(char **json_out, djob_client_t *c, const char *id, djob_e
 	return rc;
 }
 
+int djob_client_schedule_create(char **json_out, djob_client_t *c, const char *json, size_t len,
+                                djob_error_t *err)
+{
+	char *out = NULL;
+	if (json_out)
+		*json_out = NULL;
+	if (!c || !json)
+		return djob_set_error(err, DJOB_EINVAL, 0, "The client and the body are required");
+	int rc = djob_store_schedule_create(c->store, json, len, djob_now_ms(), &out, err);
+	if (json_out)
+		*json_out = out;
+	else
+		free(out);
+	return rc;
+}
+
+int djob_client_schedule_list(char **json_out, djob_client_t *c, djob_error_t *err)
+{
+	*json_out = NULL;
+	if (!c)
+		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
+	return djob_store_schedule_list(c->store, json_out, err);
+}
+
+int djob_client_schedule_get(char **json_out, djob_client_t *c, const char *name, djob_error_t *err)
+{
+	*json_out = NULL;
+	if (!c)
+		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
+	return djob_store_schedule_get(c->store, name, json_out, err);
+}
+
+int djob_client_schedule_delete(djob_client_t *c, const char *name, djob_error_t *err)
+{
+	if (!c)
+		return djob_set_error(err, DJOB_EINVAL, 0, "The client is NULL");
+	return djob_store_schedule_delete(c->store, name, err);
+}
+
 int djob_client_retry(char **json_out, djob_client_t *c, const char *id, djob_error_t *err)
 {
 	char *out = NULL;
@@ -612,8 +650,8 @@ int djob_client_retry(char **json_out, djob_client_t *c, const char *id, djob_er
 		cJSON *doc = cJSON_Parse(out);
 		const cJSON *type = cJSON_GetObjectItemCaseSensitive(doc, "type");
 		char topic[160];
-		djob_topic_name(c->conf, cJSON_IsString(type) ? type->valuestring : "unknown", topic,
-		                sizeof topic);
+		djob_topic_name(c->conf, cJSON_IsString(type) ? type->valuestring : "unknown",
+		                topic, sizeof topic);
 		djob_kafka_msg_t m = {topic, id, out, strlen(out)};
 		djob_error_t e;
 		/* A requeued job that cannot be published now stays queued and
@@ -661,8 +699,8 @@ int djob_client_wait(char **json_out, djob_client_t *c, const char *id, int time
 		}
 		free(doc);
 		if (djob_mono_ms() >= deadline)
-			return djob_set_error(err, DJOB_ETIMEOUT, 1, "The job did not finish in %d ms",
-			                      timeout_ms);
+			return djob_set_error(err, DJOB_ETIMEOUT, 1,
+			                      "The job did not finish in %d ms", timeout_ms);
 		struct timespec ts = {0, sleep_ms * 1000 * 1000};
 		nanosleep(&ts, NULL);
 		if (sleep_ms < 200)

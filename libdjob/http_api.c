@@ -247,6 +247,51 @@ static void job_routes(djob_api_server_t *s, djob_http_req_t *r, const char *res
 	}
 }
 
+/* /schedules and /schedules/:name (periodic jobs); admin role. */
+static void schedule_routes(djob_api_server_t *s, djob_http_req_t *r, const char *uri)
+{
+	const char *m = r->ri->request_method;
+	bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+	djob_error_t e;
+	char *out = NULL;
+	int rc;
+	if (strcmp(uri, "/schedules") == 0) {
+		r->route = "/schedules";
+		if (!get && strcmp(m, "POST") != 0) {
+			djob_http_send_405(r, "GET, POST");
+		} else if (djob_http_authorize(r, get ? DJOB_PERM_READ : DJOB_PERM_ADMIN) != 0) {
+			return;
+		} else if (get) {
+			rc = djob_client_schedule_list(&out, s->client, &e);
+			reply(r, rc, &e, out, 200);
+		} else {
+			char *body;
+			size_t len;
+			if (json_body(r) != 0 || djob_http_read_body(r, &body, &len) != 0)
+				return;
+			rc = djob_client_schedule_create(&out, s->client, body, len, &e);
+			reply(r, rc, &e, out, 201);
+			free(body);
+		}
+		return;
+	}
+	const char *name = uri + strlen("/schedules/");
+	r->route = "/schedules/:name";
+	if (get) {
+		if (djob_http_authorize(r, DJOB_PERM_READ) == 0) {
+			rc = djob_client_schedule_get(&out, s->client, name, &e);
+			reply(r, rc, &e, out, 200);
+		}
+	} else if (strcmp(m, "DELETE") == 0) {
+		if (djob_http_authorize(r, DJOB_PERM_ADMIN) == 0) {
+			rc = djob_client_schedule_delete(s->client, name, &e);
+			reply(r, rc, &e, rc == 0 ? djob_strdup("{\"deleted\":true}") : NULL, 200);
+		}
+	} else {
+		djob_http_send_405(r, "GET, DELETE");
+	}
+}
+
 static int api_handler(struct mg_connection *conn, void *cbdata)
 {
 	djob_api_server_t *s = cbdata;
@@ -306,6 +351,8 @@ static int api_handler(struct mg_connection *conn, void *cbdata)
 		}
 	} else if (strncmp(uri, JOBS_PREFIX, strlen(JOBS_PREFIX)) == 0) {
 		job_routes(s, &r, uri + strlen(JOBS_PREFIX));
+	} else if (strcmp(uri, "/schedules") == 0 || strncmp(uri, "/schedules/", 11) == 0) {
+		schedule_routes(s, &r, uri);
 	} else if (strcmp(uri, "/auth") == 0) {
 		r.route = "/auth";
 		if (get)

@@ -6,6 +6,7 @@
 #include "store.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,12 +18,16 @@ struct djob_scheduler_s {
 	long interval_ms;
 	long grace_ms;
 	int batch;
+	int64_t retention_ms[DJOB_RETENTION_N]; /* per finished status; 0: keep */
+	int retention_batch;
 	pthread_t thread;
 	bool started;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool quit;
 	djob_sweep_stats_t total;
+	long removed; /* by retention */
+	djob_schedule_stats_t periodic;
 	long sweeps, errors;
 };
 
@@ -53,6 +58,12 @@ int djob_scheduler_new(djob_scheduler_t **out, const djob_config_t *conf, djob_e
 	s->interval_ms = key_or(conf, "scheduler.interval.ms", 1000);
 	s->grace_ms = key_or(conf, "scheduler.grace.ms", 10000);
 	s->batch = (int)key_or(conf, "scheduler.batch", 100);
+	for (int i = 0; i < DJOB_RETENTION_N; i++) {
+		char key[64];
+		snprintf(key, sizeof key, "retention.%s.ms", djob_retention_status(i));
+		s->retention_ms[i] = key_or(conf, key, 0);
+	}
+	s->retention_batch = (int)key_or(conf, "retention.batch", 500);
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	*out = s;
@@ -82,7 +93,8 @@ static int publish(void *opaque, const char *id, const char *type, const char *d
 	return djob_producer_send(s->producer, &m, 1, err);
 }
 
-static char *stats_json(const djob_sweep_stats_t *st, const long *sweeps, const long *errors)
+static char *stats_json(const djob_sweep_stats_t *st, long removed, const djob_schedule_stats_t *ps,
+                        const long *sweeps, const long *errors)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "due", st->due);
@@ -90,6 +102,10 @@ static char *stats_json(const djob_sweep_stats_t *st, const long *sweeps, const 
 	cJSON_AddNumberToObject(o, "exhausted", st->exhausted);
 	cJSON_AddNumberToObject(o, "unpublished", st->unpublished);
 	cJSON_AddNumberToObject(o, "lostRaces", st->lost_races);
+	cJSON_AddNumberToObject(o, "removed", (double)removed);
+	cJSON_AddNumberToObject(o, "periodicSubmitted", ps->submitted);
+	cJSON_AddNumberToObject(o, "periodicMisfired", ps->misfired);
+	cJSON_AddNumberToObject(o, "periodicLostRaces", ps->lost_races);
 	if (sweeps)
 		cJSON_AddNumberToObject(o, "sweeps", (double)*sweeps);
 	if (errors)
@@ -104,9 +120,27 @@ int djob_scheduler_sweep(char **stats_json_out, djob_scheduler_t *s, djob_error_
 	if (stats_json_out)
 		*stats_json_out = NULL;
 	djob_sweep_stats_t st;
-	int rc = djob_store_sweep(s->store, djob_now_ms(), s->grace_ms, s->batch, publish, s, &st,
-	                          err);
+	int64_t now = djob_now_ms();
+	int rc = djob_store_sweep(s->store, now, s->grace_ms, s->batch, publish, s, &st, err);
+	int removed[DJOB_RETENTION_N] = {0};
+	long n_removed = 0;
+	djob_schedule_stats_t ps = {0};
+	if (rc == 0)
+		rc = djob_store_schedule_sweep(s->store, now, s->batch, publish, s, &ps, err);
+	if (rc == 0)
+		rc = djob_store_retention(s->store, now, s->retention_ms, s->retention_batch,
+		                          removed, err);
+	for (int i = 0; i < DJOB_RETENTION_N; i++)
+		n_removed += removed[i];
+	if (n_removed > 0)
+		djob_logf(s->conf, DJOB_LOG_INFO, "scheduler",
+		          "Retention removed %ld jobs (completed %d, failed %d, cancelled %d)",
+		          n_removed, removed[0], removed[1], removed[2]);
 	pthread_mutex_lock(&s->mu);
+	s->removed += n_removed;
+	s->periodic.submitted += ps.submitted;
+	s->periodic.misfired += ps.misfired;
+	s->periodic.lost_races += ps.lost_races;
 	s->sweeps++;
 	if (rc != 0)
 		s->errors++;
@@ -116,7 +150,8 @@ int djob_scheduler_sweep(char **stats_json_out, djob_scheduler_t *s, djob_error_
 	s->total.unpublished += st.unpublished;
 	s->total.lost_races += st.lost_races;
 	pthread_mutex_unlock(&s->mu);
-	if (rc == 0 && stats_json_out && !(*stats_json_out = stats_json(&st, NULL, NULL)))
+	if (rc == 0 && stats_json_out &&
+	    !(*stats_json_out = stats_json(&st, n_removed, &ps, NULL, NULL)))
 		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
 	return rc;
 }
@@ -129,7 +164,8 @@ static void *loop(void *arg)
 		pthread_mutex_unlock(&s->mu);
 		djob_error_t e;
 		if (djob_scheduler_sweep(NULL, s, &e) != 0)
-			djob_logf(s->conf, DJOB_LOG_WARNING, "scheduler", "Sweep failed: %s", e.message);
+			djob_logf(s->conf, DJOB_LOG_WARNING, "scheduler", "Sweep failed: %s",
+			          e.message);
 		pthread_mutex_lock(&s->mu);
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -173,8 +209,9 @@ int djob_scheduler_stats(char **json_out, djob_scheduler_t *s, djob_error_t *err
 {
 	pthread_mutex_lock(&s->mu);
 	djob_sweep_stats_t t = s->total;
-	long sweeps = s->sweeps, errors = s->errors;
+	long sweeps = s->sweeps, errors = s->errors, removed = s->removed;
+	djob_schedule_stats_t ps = s->periodic;
 	pthread_mutex_unlock(&s->mu);
-	*json_out = stats_json(&t, &sweeps, &errors);
+	*json_out = stats_json(&t, removed, &ps, &sweeps, &errors);
 	return *json_out ? 0 : djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
 }

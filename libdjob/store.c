@@ -253,6 +253,7 @@ int djob_store_ensure_indexes(djob_store_t *s, djob_error_t *err)
 		{NULL, "status_runAt", "status", "runAt", NULL, 1, 1, 0},
 		{NULL, "status_leaseUntil", "status", "leaseUntil", NULL, 1, 1, 0},
 		{NULL, "created", "createdAt", NULL, NULL, -1, 0, 0},
+		{NULL, "status_finishedAt", "status", "finishedAt", NULL, 1, 1, 0},
 		{"outbox", "at", "at", NULL, NULL, 1, 0, 0},
 		{"locks", "at", "at", NULL, NULL, 1, 0, 0},
 	};

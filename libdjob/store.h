@@ -26,6 +26,8 @@ typedef struct {
 	const char *idempotency_key; /* or NULL */
 	const char *message;         /* its Kafka message, or NULL: rendered when sent */
 	size_t message_len;
+	const char *schedule; /* the schedule that submitted it, or NULL */
+	int64_t due_at_ms;    /* ... and the due time it ran for */
 } djob_new_job_t;
 
 /* A parsed PATCH body (request.h). */
@@ -167,5 +169,42 @@ typedef struct {
 int djob_store_sweep(djob_store_t *store, int64_t now, int64_t grace_ms, int limit,
                      djob_store_publish_fn publish, void *opaque, djob_sweep_stats_t *stats,
                      djob_error_t *err);
+
+/* ---- periodic jobs (store_schedule.c) ---- */
+
+typedef struct {
+	int submitted;  /* due times whose job this sweep inserted */
+	int misfired;   /* due times skipped (only the latest missed one runs) */
+	int lost_races; /* due times another replica submitted first */
+} djob_schedule_stats_t;
+
+/* 0, or DJOB_EINVAL: a name is 1-100 of [A-Za-z0-9._-]. */
+int djob_schedule_name_check(const char *name, djob_error_t *err);
+/* POST /schedules: check the body and insert (ECONFLICT: the name exists).
+ * Ownership: free() *json_out. */
+int djob_store_schedule_create(djob_store_t *store, const char *json, size_t len, int64_t now,
+                               char **json_out, djob_error_t *err);
+int djob_store_schedule_list(djob_store_t *store, char **json_out, djob_error_t *err);
+int djob_store_schedule_get(djob_store_t *store, const char *name, char **json_out,
+                            djob_error_t *err);
+int djob_store_schedule_delete(djob_store_t *store, const char *name, djob_error_t *err);
+/* Submit the job of every schedule due at `now` (at most `limit`), once
+ * per due time across replicas. */
+int djob_store_schedule_sweep(djob_store_t *store, int64_t now, int limit,
+                              djob_store_publish_fn publish, void *opaque,
+                              djob_schedule_stats_t *stats, djob_error_t *err);
+
+/* ---- retention (store_retention.c) ---- */
+
+/* The finished statuses retention knows, in this order: completed,
+ * failed, cancelled. */
+#define DJOB_RETENTION_N 3
+const char *djob_retention_status(int i);
+
+/* Delete jobs of each finished status whose finishedAt is older than
+ * now - ages_ms[i] (0: that status is kept), at most `limit` per status;
+ * removed[i] gets how many went. Unfinished jobs are never touched. */
+int djob_store_retention(djob_store_t *store, int64_t now, const int64_t ages_ms[DJOB_RETENTION_N],
+                         int limit, int removed[DJOB_RETENTION_N], djob_error_t *err);
 
 #endif

@@ -93,6 +93,11 @@ char *djob_new_job_to_json(const djob_new_job_t *j)
 	}
 	if (j->idempotency_key)
 		cJSON_AddStringToObject(o, "idempotencyKey", j->idempotency_key);
+	if (j->schedule) {
+		cJSON_AddStringToObject(o, "schedule", j->schedule);
+		djob_format_iso(j->due_at_ms, iso);
+		cJSON_AddStringToObject(o, "dueAt", iso);
+	}
 	djob_format_iso(j->created_ms, iso);
 	cJSON_AddStringToObject(o, "createdAt", iso);
 	cJSON_AddStringToObject(o, "updatedAt", iso);
@@ -114,6 +119,10 @@ static bson_t *new_job_bson(const djob_new_job_t *j)
 		BSON_APPEND_DATE_TIME(b, "runAt", j->run_at_ms);
 	if (j->idempotency_key)
 		BSON_APPEND_UTF8(b, "idempotencyKey", j->idempotency_key);
+	if (j->schedule) {
+		BSON_APPEND_UTF8(b, "schedule", j->schedule);
+		BSON_APPEND_DATE_TIME(b, "dueAt", j->due_at_ms);
+	}
 	BSON_APPEND_DATE_TIME(b, "createdAt", j->created_ms);
 	BSON_APPEND_DATE_TIME(b, "updatedAt", j->created_ms);
 	BSON_APPEND_INT64(b, "seq", 0);

@@ -26,13 +26,15 @@ typedef struct {
 	const char *idempotency_key; /* a repeat returns the first job, or NULL */
 } djob_submit_opts_t;
 
-#define DJOB_SUBMIT_OPTS_INIT {DJOB_SUBMIT_OPTS_VERSION, NULL, 0, NULL}
+#define DJOB_SUBMIT_OPTS_INIT                                                                      \
+	{                                                                                          \
+		DJOB_SUBMIT_OPTS_VERSION, NULL, 0, NULL                                            \
+	}
 
 /* Connect a client (lazily: servers are reached at first use; the store's
  * indexes are created then, idempotently).
  * Ownership: conf is copied; the caller frees *out with djob_client_free. */
-DJOB_EXTERN int djob_client_new(djob_client_t **out, const djob_config_t *conf,
-                                djob_error_t *err);
+DJOB_EXTERN int djob_client_new(djob_client_t **out, const djob_config_t *conf, djob_error_t *err);
 
 /* Flush what is in flight and free. NULL is a no-op. */
 DJOB_EXTERN void djob_client_free(djob_client_t *client);
@@ -53,10 +55,9 @@ DJOB_EXTERN int djob_client_submit(char **id_out, djob_client_t *client, const c
  * *created is 1 when jobs were created, 0 when an idempotent repeat returned
  * an existing one. A bad element rejects the whole batch and stores nothing.
  * Ownership: *response_out is allocated, free with djob_free. */
-DJOB_EXTERN int djob_client_submit_json(char **response_out, int *created,
-                                        djob_client_t *client, const char *body,
-                                        size_t body_len, const char *idempotency_key,
-                                        djob_error_t *err);
+DJOB_EXTERN int djob_client_submit_json(char **response_out, int *created, djob_client_t *client,
+                                        const char *body, size_t body_len,
+                                        const char *idempotency_key, djob_error_t *err);
 
 /* The job document as JSON. DJOB_ENOTFOUND for an unknown id, DJOB_EINVAL
  * for a malformed one. Ownership: *json_out is allocated, free with djob_free. */
@@ -68,8 +69,8 @@ DJOB_EXTERN int djob_client_get(char **json_out, djob_client_t *client, const ch
  * (DJOB_ECONFLICT otherwise); with workerId and attempts it is fenced on the
  * lease (DJOB_ECONFLICT when stale). A fenced completed or failed records
  * the outcome as a worker's store sink would (history entry), and with
- * "retry":true a failed one is scheduled again while attempts remain. *json_out (may be NULL) receives the
- * updated job. Ownership: *json_out is allocated, free with djob_free. */
+ * "retry":true a failed one is scheduled again while attempts remain. *json_out (may be NULL)
+ * receives the updated job. Ownership: *json_out is allocated, free with djob_free. */
 DJOB_EXTERN int djob_client_update(char **json_out, djob_client_t *client, const char *id,
                                    const char *body, size_t body_len, djob_error_t *err);
 
@@ -79,13 +80,36 @@ DJOB_EXTERN int djob_client_update(char **json_out, djob_client_t *client, const
  * where next is null on the last page.
  * Ownership: *json_out is allocated, free with djob_free. */
 DJOB_EXTERN int djob_client_list(char **json_out, djob_client_t *client, const char *status,
-                                 const char *type, int limit, const char *after,
-                                 djob_error_t *err);
+                                 const char *type, int limit, const char *after, djob_error_t *err);
 
 /* Cancel a job that has not finished (DJOB_ECONFLICT otherwise).
  * Ownership: *json_out (may be NULL) is allocated, free with djob_free. */
 DJOB_EXTERN int djob_client_cancel(char **json_out, djob_client_t *client, const char *id,
                                    djob_error_t *err);
+
+/* Periodic jobs. Create a schedule from a JSON body {"name", "cron" (5
+ * fields), "timezone" (optional: "UTC" or a fixed offset "+05:30"), "job":
+ * {"type", "payload", "maxAttempts"}}: DJOB_EINVAL names the bad field,
+ * DJOB_ECONFLICT when the name exists. The scheduler submits one job per
+ * due time (with "schedule" and "dueAt"); after missed due times only the
+ * latest runs. *json_out gets the schedule (with nextRunAt).
+ * Ownership: the body is read during the call; *json_out (may be NULL) is
+ * allocated, free with djob_free. */
+DJOB_EXTERN int djob_client_schedule_create(char **json_out, djob_client_t *client,
+                                            const char *json, size_t len, djob_error_t *err);
+
+/* {"schedules":[...]} by name. Ownership: free *json_out with djob_free. */
+DJOB_EXTERN int djob_client_schedule_list(char **json_out, djob_client_t *client,
+                                          djob_error_t *err);
+
+/* One schedule by name; DJOB_ENOTFOUND. Ownership: free *json_out with
+ * djob_free. */
+DJOB_EXTERN int djob_client_schedule_get(char **json_out, djob_client_t *client, const char *name,
+                                         djob_error_t *err);
+
+/* Delete a schedule (its submitted jobs stay); DJOB_ENOTFOUND. */
+DJOB_EXTERN int djob_client_schedule_delete(djob_client_t *client, const char *name,
+                                            djob_error_t *err);
 
 /* Requeue a failed, cancelled or quarantined job and publish it again.
  * Ownership: *json_out (may be NULL) is allocated, free with djob_free. */

@@ -32,6 +32,11 @@
  *   scheduler.interval.ms [DJOB_SCHEDULER_INTERVAL_MS]             1000
  *   scheduler.grace.ms  [DJOB_SCHEDULER_GRACE_MS]  unpublished for this long: publish  10000
  *   scheduler.batch     [DJOB_SCHEDULER_BATCH]  jobs per sweep step  100
+ *   retention.completed.ms [DJOB_RETENTION_COMPLETED_MS]  delete completed jobs
+ *                       finished longer ago than this (0: keep)  0
+ *   retention.failed.ms [DJOB_RETENTION_FAILED_MS]  the same for failed jobs  0
+ *   retention.cancelled.ms [DJOB_RETENTION_CANCELLED_MS]  ... cancelled jobs  0
+ *   retention.batch     [DJOB_RETENTION_BATCH]  jobs deleted per status and sweep  500
  *   submit.writers      [DJOB_SUBMIT_WRITERS]  groups of submissions written at once;
  *                       submissions made meanwhile wait and form the next group  1
  *   submit.linger.ms    [DJOB_SUBMIT_LINGER_MS]  under load, how long after a group's

@@ -10,7 +10,9 @@
  *
  * Configuration keys: scheduler.interval.ms (1000), scheduler.grace.ms
  * (10000: how long a queued job may stay unpublished), scheduler.batch (100
- * jobs per step and sweep).
+ * jobs per step and sweep), retention.completed.ms, retention.failed.ms,
+ * retention.cancelled.ms (0, off: finished jobs of that status older than
+ * this are deleted, retention.batch (500) per status and sweep).
  *
  * Thread safety: a scheduler has one owner; djob_scheduler_stop and
  * djob_scheduler_stats may be called from any thread.
@@ -35,7 +37,10 @@ DJOB_EXTERN void djob_scheduler_free(djob_scheduler_t *sched);
 
 /* Run one sweep now, in the calling thread. *stats_json_out (may be NULL)
  * gets what it did: {"due":1,"expired":0,"exhausted":0,"unpublished":0,
- * "lostRaces":0}. Ownership: free *stats_json_out with djob_free. */
+ * "lostRaces":0,"removed":0,"periodicSubmitted":0,"periodicMisfired":0,
+ * "periodicLostRaces":0}; removed counts the finished jobs retention
+ * deleted (retention.*.ms), periodic* the due times of periodic jobs
+ * submitted, skipped as misfired and left to another replica. Ownership: free *stats_json_out with djob_free. */
 DJOB_EXTERN int djob_scheduler_sweep(char **stats_json_out, djob_scheduler_t *sched,
                                      djob_error_t *err);
 

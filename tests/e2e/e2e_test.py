@@ -1041,6 +1041,54 @@ def test_batch_idempotency_key_list_pages_cancel_and_retry():
         st.stop(failed)
 
 
+def test_two_api_replicas_submit_a_periodic_due_time_once():
+    """Two djob-api replicas, each with its scheduler sweeping every 200 ms,
+    one `* * * * *` schedule: its first due time gives exactly one job (one
+    document, one Kafka message) carrying the schedule and the due time."""
+    st = Stack()
+    failed = True
+    try:
+        fast = {"DJOB_SCHEDULER_INTERVAL_MS": "200"}
+        a = st.api(tokens=TOKENS, extra=fast)
+        b = st.api(tokens=TOKENS, extra=fast)
+        body = {"name": "tick", "cron": "* * * * *",
+                "job": {"type": "data", "payload": {"n": 1}, "maxAttempts": 2}}
+        expect_error(request(a, "POST", "/schedules", body, token=SUBMIT), 403, "submitter")
+        r = request(a, "POST", "/schedules", body, token=ADMIN)
+        check(r.status == 201 and r.json()["name"] == "tick", f"create: {r}")
+        due = r.json()["nextRunAt"]
+        expect_error(request(b, "POST", "/schedules", body, token=ADMIN), 409, "same name")
+        for bad, field in [({**body, "name": "x y"}, "name"),
+                           ({**body, "name": "c", "cron": "61 * * * *"}, "minute"),
+                           ({**body, "name": "c", "timezone": "Mars/Base"}, "timezone"),
+                           ({**body, "name": "c", "job": {"type": ""}}, "job.type")]:
+            r = request(b, "POST", "/schedules", bad, token=ADMIN)
+            expect_error(r, 400, field)
+            check(field in r.json()["error"], f"{field} not named: {r}")
+        lst = request(b, "GET", "/schedules", token=ADMIN).json()["schedules"]
+        check([x["name"] for x in lst] == ["tick"], f"list: {lst}")
+        # The due time (at most 60 s away) and a few sweeps of both after it.
+        due_s = time.mktime(time.strptime(due[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        time.sleep(max(0.0, due_s - time.time()) + 4)
+        jobs = [j for j in request(a, "GET", "/jobs?type=data", token=ADMIN).json()["jobs"]
+                if j.get("schedule") == "tick"]
+        check(len(jobs) == 1, f"{len(jobs)} jobs for due time {due}: {jobs}")
+        check(jobs[0]["dueAt"] == due and jobs[0]["maxAttempts"] == 2 and
+              jobs[0]["payload"] == {"n": 1}, f"job {jobs[0]}")
+        docs, msgs = st.counts()
+        check((docs, msgs) == (1, 1), f"{docs} documents, {msgs} messages for one due time")
+        nxt = request(b, "GET", "/schedules/tick", token=ADMIN).json()["nextRunAt"]
+        check(nxt > due, f"nextRunAt {nxt} not advanced past {due}")
+        r = request(b, "DELETE", "/schedules/tick", token=ADMIN)
+        check(r.status == 200, f"delete {r}")
+        expect_error(request(a, "GET", "/schedules/tick", token=ADMIN), 404, "deleted")
+        print(f"ok 2 replicas: due time {due} gave 1 job, {docs} document, {msgs} message; "
+              f"4 bad bodies 400, duplicate 409, submitter 403, deleted 404")
+        failed = False
+    finally:
+        st.stop(failed)
+
+
 def test_concurrent_200_submits_give_200_distinct_ids_all_completed():
     st = Stack()
     failed = True

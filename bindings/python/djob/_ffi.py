@@ -82,6 +82,10 @@ _declare("djob_client_wait", c_int, _out, c_void_p, c_char_p, c_int, _err)
 _declare("djob_client_stats", c_int, _out, c_void_p, _err)
 _declare("djob_client_job_stats", c_int, _out, c_void_p, _err)
 _declare("djob_client_workers", c_int, _out, c_void_p, _err)
+_declare("djob_client_schedule_create", c_int, _out, c_void_p, c_char_p, c_size_t, _err)
+_declare("djob_client_schedule_list", c_int, _out, c_void_p, _err)
+_declare("djob_client_schedule_get", c_int, _out, c_void_p, c_char_p, _err)
+_declare("djob_client_schedule_delete", c_int, c_void_p, c_char_p, _err)
 _declare("djob_client_ping", c_int, c_void_p, POINTER(c_int), POINTER(c_int), _err)
 
 # worker.h

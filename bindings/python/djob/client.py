@@ -227,6 +227,36 @@ class Client:
         raises KafkaError when it does not answer within about 4 s."""
         return self._call_json(_ffi.djob_client_workers)
 
+    def create_schedule(self, name, cron, type, payload=None, timezone=None,
+                        max_attempts=None):
+        """Create a periodic job: one job of `type` with `payload` at every
+        due time of `cron` (5 fields) in `timezone` ("UTC" or "+05:30").
+        Returns the schedule (with "nextRunAt"). Raises InvalidError naming
+        a bad field, ConflictError when the name exists."""
+        job = {"type": type, "payload": {} if payload is None else payload}
+        if max_attempts is not None:
+            job["maxAttempts"] = max_attempts
+        body = {"name": name, "cron": cron, "job": job}
+        if timezone is not None:
+            body["timezone"] = timezone
+        text = to_json(body, "schedule")
+        return self._call_json(_ffi.djob_client_schedule_create, text, len(text))
+
+    def schedules(self):
+        """Every schedule, by name: a list of dicts."""
+        return self._call_json(_ffi.djob_client_schedule_list)["schedules"]
+
+    def schedule(self, name):
+        """One schedule; NotFoundError when there is none."""
+        return self._call_json(_ffi.djob_client_schedule_get, to_bytes(name, "name"))
+
+    def delete_schedule(self, name):
+        """Delete a schedule (its submitted jobs stay); NotFoundError."""
+        err = _ffi.Error()
+        with self._h.borrow() as ptr:
+            rc = _ffi.djob_client_schedule_delete(ptr, to_bytes(name, "name"), ctypes.byref(err))
+        check(rc, err)
+
     def ping(self):
         """Whether the servers answer: {"kafka": bool, "mongo": bool}."""
         kafka_ok, mongo_ok = ctypes.c_int(), ctypes.c_int()

@@ -10,44 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Candidates of one sweep step: copies of up to `limit` documents. */
-static int find_docs(djob_store_t *s, const char *suffix, const bson_t *filter, int limit,
-                     bson_t ***docs_out, size_t *n_out, djob_error_t *err)
-{
-	*docs_out = NULL;
-	*n_out = 0;
-	bson_t *opts = BCON_NEW("limit", BCON_INT64(limit));
-	conn_t c = djob_store_conn(s);
-	mongoc_collection_t *coll = suffix ? djob_store_side(&c, s, suffix) : c.coll;
-	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
-	bson_t **docs = calloc((size_t)limit, sizeof *docs);
-	size_t n = 0;
-	const bson_t *doc;
-	while (docs && n < (size_t)limit && mongoc_cursor_next(cur, &doc))
-		docs[n++] = bson_copy(doc);
-	bson_error_t e;
-	int rc = 0;
-	if (!docs)
-		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
-	else if (mongoc_cursor_error(cur, &e))
-		rc = djob_store_mongo_error(err, &e, "find");
-	mongoc_cursor_destroy(cur);
-	if (suffix)
-		mongoc_collection_destroy(coll);
-	djob_store_conn_put(s, &c);
-	bson_destroy(opts);
-	*docs_out = docs;
-	*n_out = n;
-	return rc;
-}
-
-static void free_docs(bson_t **docs, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		bson_destroy(docs[i]);
-	free(docs);
-}
-
 /* Publish a queued job and drop its outbox entry; a failure leaves the
  * entry for a later sweep. */
 static void publish_doc(djob_store_t *s, const bson_t *doc, djob_store_publish_fn publish,
@@ -157,13 +119,13 @@ int djob_store_sweep(djob_store_t *s, int64_t now, int64_t grace_ms, int limit,
 	bson_t *f = BCON_NEW("status", BCON_UTF8("scheduled"), "runAt", "{", "$lte",
 	                     BCON_DATE_TIME(now), "}");
 	int64_t found_at = djob_now_ms();
-	int rc = find_docs(s, NULL, f, limit, &docs, &n, err);
+	int rc = djob_store_find_docs(s, NULL, f, limit, &docs, &n, err);
 	bson_destroy(f);
 	int none = 0;
 	if (rc == 0)
 		rc = requeue_all(s, docs, n, plan_due, now, found_at, publish, opaque, &st->due,
 		                 &none, &st->lost_races, err);
-	free_docs(docs, n);
+	djob_store_free_docs(docs, n);
 	if (rc != 0)
 		return rc;
 
@@ -171,12 +133,12 @@ int djob_store_sweep(djob_store_t *s, int64_t now, int64_t grace_ms, int limit,
 	f = BCON_NEW("status", BCON_UTF8("processing"), "leaseUntil", "{", "$lt",
 	             BCON_DATE_TIME(now), "}");
 	found_at = djob_now_ms();
-	rc = find_docs(s, NULL, f, limit, &docs, &n, err);
+	rc = djob_store_find_docs(s, NULL, f, limit, &docs, &n, err);
 	bson_destroy(f);
 	if (rc == 0)
 		rc = requeue_all(s, docs, n, plan_expired, now, found_at, publish, opaque,
 		                 &st->expired, &st->exhausted, &st->lost_races, err);
-	free_docs(docs, n);
+	djob_store_free_docs(docs, n);
 	if (rc != 0)
 		return rc;
 
@@ -185,7 +147,7 @@ int djob_store_sweep(djob_store_t *s, int64_t now, int64_t grace_ms, int limit,
 	 * it is still queued (a second message is harmless: claims are
 	 * exclusive), then drop the entry. */
 	f = BCON_NEW("at", "{", "$lt", BCON_DATE_TIME(now - grace_ms), "}");
-	rc = find_docs(s, "outbox", f, limit, &docs, &n, err);
+	rc = djob_store_find_docs(s, "outbox", f, limit, &docs, &n, err);
 	bson_destroy(f);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		const char *id = djob_doc_str(docs[i], "_id");
@@ -202,7 +164,7 @@ int djob_store_sweep(djob_store_t *s, int64_t now, int64_t grace_ms, int limit,
 		if (r == 0)
 			bson_destroy(job);
 	}
-	free_docs(docs, n);
+	djob_store_free_docs(docs, n);
 	if (rc != 0)
 		return rc;
 

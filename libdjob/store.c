@@ -342,3 +342,42 @@ int djob_store_ping(djob_store_t *s, djob_error_t *err)
 	mongoc_client_pool_push(s->pool, client);
 	return rc;
 }
+
+/* ---- pages of candidates for the sweeps ---- */
+
+int djob_store_find_docs(djob_store_t *s, const char *suffix, const bson_t *filter, int limit,
+                         bson_t ***docs_out, size_t *n_out, djob_error_t *err)
+{
+	*docs_out = NULL;
+	*n_out = 0;
+	bson_t *opts = BCON_NEW("limit", BCON_INT64(limit));
+	conn_t c = djob_store_conn(s);
+	mongoc_collection_t *coll = suffix ? djob_store_side(&c, s, suffix) : c.coll;
+	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+	bson_t **docs = calloc((size_t)limit, sizeof *docs);
+	size_t n = 0;
+	const bson_t *doc;
+	while (docs && n < (size_t)limit && mongoc_cursor_next(cur, &doc))
+		docs[n++] = bson_copy(doc);
+	bson_error_t e;
+	int rc = 0;
+	if (!docs)
+		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
+	else if (mongoc_cursor_error(cur, &e))
+		rc = djob_store_mongo_error(err, &e, "find");
+	mongoc_cursor_destroy(cur);
+	if (suffix)
+		mongoc_collection_destroy(coll);
+	djob_store_conn_put(s, &c);
+	bson_destroy(opts);
+	*docs_out = docs;
+	*n_out = n;
+	return rc;
+}
+
+void djob_store_free_docs(bson_t **docs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		bson_destroy(docs[i]);
+	free(docs);
+}

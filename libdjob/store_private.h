@@ -82,6 +82,13 @@ void djob_store_conn_put(djob_store_t *s, conn_t *c);
 /* <c>_<suffix> on c's client. Ownership: mongoc_collection_destroy. */
 mongoc_collection_t *djob_store_side(conn_t *c, djob_store_t *s, const char *suffix);
 
+/* Copies of up to `limit` documents of <c> (suffix NULL) or <c>_<suffix>
+ * matching filter: the candidates of one sweep step. Ownership: free
+ * *docs_out with djob_store_free_docs. */
+int djob_store_find_docs(djob_store_t *s, const char *suffix, const bson_t *filter, int limit,
+                         bson_t ***docs_out, size_t *n_out, djob_error_t *err);
+void djob_store_free_docs(bson_t **docs, size_t n);
+
 /* A libmongoc error as djob's: 11000 is ECONFLICT, a document libmongoc
  * refused to send EINVAL, anything else a retriable EMONGO. */
 int djob_store_mongo_error(djob_error_t *err, const bson_error_t *e, const char *what);

@@ -332,31 +332,13 @@ int djob_store_schedule_sweep(djob_store_t *s, int64_t now, int limit,
                               djob_schedule_stats_t *st, djob_error_t *err)
 {
 	memset(st, 0, sizeof *st);
-	conn_t c = djob_store_conn(s);
-	mongoc_collection_t *col = schedules(&c, s);
+	bson_t **docs;
+	size_t n;
 	bson_t *f = BCON_NEW("nextRunAt", "{", "$lte", BCON_DATE_TIME(now), "}");
-	bson_t *opts = BCON_NEW("limit", BCON_INT64(limit));
-	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(col, f, opts, NULL);
-	bson_t **docs = calloc((size_t)limit, sizeof *docs);
-	size_t n = 0;
-	const bson_t *doc;
-	while (docs && n < (size_t)limit && mongoc_cursor_next(cur, &doc))
-		docs[n++] = bson_copy(doc);
-	bson_error_t e;
-	int rc = 0;
-	if (!docs)
-		rc = djob_set_error(err, DJOB_ENOMEM, 0, "Out of memory");
-	else if (mongoc_cursor_error(cur, &e))
-		rc = djob_store_mongo_error(err, &e, "schedule find");
-	mongoc_cursor_destroy(cur);
-	bson_destroy(opts);
+	int rc = djob_store_find_docs(s, "schedules", f, limit, &docs, &n, err);
 	bson_destroy(f);
-	mongoc_collection_destroy(col);
-	djob_store_conn_put(s, &c);
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = run_one(s, docs[i], now, publish, opaque, st, err);
-	for (size_t i = 0; i < n; i++)
-		bson_destroy(docs[i]);
-	free(docs);
+	djob_store_free_docs(docs, n);
 	return rc;
 }
